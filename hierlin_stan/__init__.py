@@ -1,0 +1,26 @@
+"""hierlin_stan: fit, compare and check hierarchical linear regressions with Stan.
+
+The model: y_i = a + b_{g[i]} x_i + e_i, e_i ~ N(0, eps), b_j ~ N(mu_b, sigma_b).
+"""
+
+__version__ = "0.1.0"
+
+from .data import Dataset, simulate  # noqa: E402
+from .engines import ENGINES, ChainError, EngineError, get_engine  # noqa: E402
+from .fitting import fit, simulate_stan  # noqa: E402
+from .priors import Priors  # noqa: E402
+from .programs import PARAMETERIZATIONS  # noqa: E402
+
+__all__ = [
+    "ENGINES",
+    "PARAMETERIZATIONS",
+    "ChainError",
+    "Dataset",
+    "EngineError",
+    "Priors",
+    "fit",
+    "get_engine",
+    "simulate",
+    "simulate_stan",
+    "__version__",
+]

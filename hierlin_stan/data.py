@@ -1,0 +1,379 @@
+"""Datasets: simulate the notebook's data, or bring your own; convert to Stan data."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import numbers
+import os
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from .utils.files import atomic_path
+
+TRUTH_KEYS = ("a", "mu_b", "sigma_b", "eps")
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Dataset:
+    """Observations of the hierarchical linear regression.
+
+    Build with :func:`simulate`, :meth:`from_arrays`, :meth:`from_csv` or
+    :meth:`from_json`; all validate their input.
+
+    Attributes
+    ----------
+    x, y : numpy.ndarray
+        Predictor and response, float64, length N.
+    group : numpy.ndarray
+        Group label of each observation, integers in 1..n_groups (Stan's 1-based
+        convention). One slope per point is ``group = 1..N``.
+    n_groups : int
+        J. Groups without observations are allowed: their slopes follow the prior.
+    truth : dict or None
+        True a, mu_b, sigma_b, eps when the data were simulated.
+    true_b : numpy.ndarray or None
+        True slopes (length J) when simulated.
+    """
+
+    x: np.ndarray
+    y: np.ndarray
+    group: np.ndarray
+    n_groups: int
+    truth: dict[str, float] | None = None
+    true_b: np.ndarray | None = None
+
+    # ---------------------------------------------------------------- building
+    @classmethod
+    def from_arrays(
+        cls,
+        x: Sequence[float] | np.ndarray,
+        y: Sequence[float] | np.ndarray,
+        group: Sequence[int] | np.ndarray | None = None,
+        n_groups: int | None = None,
+        truth: Mapping[str, float] | None = None,
+        true_b: Sequence[float] | np.ndarray | None = None,
+    ) -> "Dataset":
+        """Validate arrays and build a Dataset.
+
+        Parameters
+        ----------
+        x, y : array-like
+            Equal-length finite numbers, at least two observations.
+        group : array-like of int, optional
+            Labels in 1..n_groups; None gives one slope per point (1..N).
+        n_groups : int, optional
+            J; defaults to the largest label.
+        truth, true_b : optional
+            Known true values, for recovery checks.
+
+        Raises
+        ------
+        ValueError
+            Naming the problem: NaN/inf, unequal lengths, too few points, bad labels.
+        """
+        x_arr = _float_vector(x, "x")
+        y_arr = _float_vector(y, "y")
+        if x_arr.size != y_arr.size:
+            raise ValueError(f"x has {x_arr.size} values but y has {y_arr.size}; give one y per x")
+        if x_arr.size == 0:
+            raise ValueError("the data are empty: give at least two (x, y) observations")
+        if x_arr.size < 2:
+            raise ValueError("only one observation: a, mu_b, sigma_b and eps need at least two (x, y) points")
+        if group is None:
+            g = np.arange(1, x_arr.size + 1, dtype=np.int64)
+        else:
+            g = _group_vector(group, x_arr.size)
+        j = int(g.max()) if n_groups is None else n_groups
+        if isinstance(j, bool) or not isinstance(j, numbers.Integral) or j < 1:
+            raise ValueError(f"n_groups={n_groups!r} must be a positive integer")
+        if g.max() > j:
+            raise ValueError(
+                f"group label {int(g.max())} is out of range for n_groups={j}; labels must be in 1..{j}"
+            )
+        truth_dict = None
+        if truth is not None:
+            missing = [k for k in TRUTH_KEYS if k not in truth]
+            if missing:
+                raise ValueError(f"truth lacks {missing}; give all of {list(TRUTH_KEYS)}")
+            truth_dict = {k: float(truth[k]) for k in TRUTH_KEYS}
+        tb = None
+        if true_b is not None:
+            tb = _float_vector(true_b, "true_b")
+            if tb.size != j:
+                raise ValueError(f"true_b has {tb.size} values but there are {j} groups")
+        return cls(x_arr, y_arr, g, int(j), truth_dict, tb)
+
+    @classmethod
+    def from_csv(
+        cls, path: str | os.PathLike[str], x: str = "x", y: str = "y", group: str | None = None
+    ) -> "Dataset":
+        """Read a CSV with a header row.
+
+        Parameters
+        ----------
+        path : path-like
+            The CSV file.
+        x, y : str
+            Column names of predictor and response.
+        group : str, optional
+            Column of integer group labels (1-based); None for one slope per point.
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise ValueError(f"CSV file {path} does not exist (or is not a file)")
+        with path.open(newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            columns = reader.fieldnames or []
+            wanted = [c for c in (x, y, group) if c is not None]
+            missing = [c for c in wanted if c not in columns]
+            if missing:
+                raise ValueError(
+                    f"{path} has no column {missing[0]!r}; its columns are {columns}. "
+                    "Name the right ones with x=, y=, group= (CLI: --x, --y, --group)"
+                )
+            rows = list(reader)
+        values: dict[str, list[Any]] = {c: [] for c in wanted}
+        for line, row in enumerate(rows, start=2):
+            for c in wanted:
+                text = (row.get(c) or "").strip()
+                try:
+                    values[c].append(float(text))
+                except ValueError:
+                    raise ValueError(
+                        f"{path}, line {line}, column {c!r}: {text!r} is not a number"
+                    ) from None
+        g = values[group] if group is not None else None
+        if g is not None:
+            bad = [v for v in g if not float(v).is_integer()]
+            if bad:
+                raise ValueError(f"{path}, column {group!r}: group label {bad[0]!r} is not an integer")
+            g = [int(v) for v in g]
+        return cls.from_arrays(values[x], values[y], g)
+
+    @classmethod
+    def from_json(cls, path: str | os.PathLike[str]) -> "Dataset":
+        """Read Stan JSON written by :meth:`to_json` (or any JSON with N, J, x, y, g)."""
+        path = Path(path)
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ValueError(f"JSON file {path} does not exist") from None
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path} is not valid JSON: {err}") from None
+        for key in ("x", "y"):
+            if key not in doc:
+                raise ValueError(f"{path} has no {key!r} entry; Stan JSON needs x, y and optionally g, J")
+        truth = None
+        if all(f"true_{k}" in doc for k in TRUTH_KEYS):
+            truth = {k: doc[f"true_{k}"] for k in TRUTH_KEYS}
+        return cls.from_arrays(doc["x"], doc["y"], doc.get("g"), doc.get("J"), truth, doc.get("true_b"))
+
+    # ---------------------------------------------------------------- views
+    @property
+    def n(self) -> int:
+        """Number of observations N."""
+        return int(self.x.size)
+
+    @property
+    def one_slope_per_point(self) -> bool:
+        """True when every observation has its own slope (the notebook's case)."""
+        return self.n_groups == self.n and bool(np.array_equal(self.group, np.arange(1, self.n + 1)))
+
+    def group_sums(self) -> dict[str, np.ndarray]:
+        """Per-group n, sum x, sum x^2, sum y, sum xy, sum y^2 (what the marginal program needs)."""
+        idx = self.group - 1
+        j = self.n_groups
+
+        def total(w: np.ndarray) -> np.ndarray:
+            return np.bincount(idx, weights=w, minlength=j)
+
+        return {
+            "n_group": np.bincount(idx, minlength=j).astype(np.int64),
+            "sum_x": total(self.x),
+            "sum_xx": total(self.x * self.x),
+            "sum_y": total(self.y),
+            "sum_xy": total(self.x * self.y),
+            "sum_yy": total(self.y * self.y),
+        }
+
+    def to_stan_data(
+        self,
+        parameterization: str,
+        priors: Mapping[str, Any],
+        write_y_rep: bool = False,
+        write_b: bool = True,
+    ) -> dict[str, Any]:
+        """Return the data dictionary of a fitting program.
+
+        Parameters
+        ----------
+        parameterization : {"centered", "noncentered", "marginal"}
+        priors : mapping
+            ``Priors.to_stan_data()``.
+        write_y_rep : bool
+            Draw replicated y.
+        write_b : bool
+            (marginal only) draw the slopes in generated quantities.
+        """
+        data: dict[str, Any] = {"J": self.n_groups, **priors, "write_y_rep": int(write_y_rep)}
+        if parameterization == "marginal":
+            data.update(self.group_sums())
+            data["write_b"] = int(write_b)
+            data["N_rep"] = self.n if write_y_rep else 0
+            data["x_rep"] = self.x if write_y_rep else np.zeros(0)
+            data["g_rep"] = self.group if write_y_rep else np.zeros(0, dtype=np.int64)
+        else:
+            data.update({"N": self.n, "x": self.x, "y": self.y, "g": self.group})
+        return data
+
+    def to_dict(self) -> dict[str, Any]:
+        """Stan-JSON-ready dict: N, J, x, y, g, plus true_* when known."""
+        doc: dict[str, Any] = {
+            "N": self.n,
+            "J": self.n_groups,
+            "x": self.x.tolist(),
+            "y": self.y.tolist(),
+            "g": self.group.tolist(),
+        }
+        if self.truth is not None:
+            doc.update({f"true_{k}": v for k, v in self.truth.items()})
+        if self.true_b is not None:
+            doc["true_b"] = self.true_b.tolist()
+        return doc
+
+    def to_json(self, path: str | os.PathLike[str]) -> Path:
+        """Write Stan JSON (atomically); CmdStan reads it as data, extra true_* keys are ignored."""
+        with atomic_path(path) as tmp:
+            tmp.write_text(json.dumps(self.to_dict()), encoding="utf-8")
+        return Path(path)
+
+    def to_csv(self, path: str | os.PathLike[str]) -> Path:
+        """Write columns x, y, group (atomically)."""
+        with atomic_path(path) as tmp:
+            with tmp.open("w", newline="", encoding="utf-8") as handle:
+                writer = csv.writer(handle)
+                writer.writerow(["x", "y", "group"])
+                for xi, yi, gi in zip(self.x.tolist(), self.y.tolist(), self.group.tolist()):
+                    writer.writerow([repr(xi), repr(yi), gi])
+        return Path(path)
+
+    def __repr__(self) -> str:
+        kind = "one slope per point" if self.one_slope_per_point else f"{self.n_groups} groups"
+        truth = "" if self.truth is None else ", truth=" + ", ".join(f"{k}={v:g}" for k, v in self.truth.items())
+        return f"Dataset(N={self.n}, {kind}{truth})"
+
+
+def simulate(
+    n: int | None = None,
+    a: float = 2.0,
+    mu_b: float = 2.0,
+    sigma_b: float = 1.0,
+    eps: float = 0.0,
+    groups: int | Sequence[int] | None = None,
+    x_low: float = 0.0,
+    x_high: float = 10.0,
+    seed: int | None = None,
+) -> Dataset:
+    """Simulate data from the hierarchical linear regression.
+
+    The defaults reproduce the notebook: N = 100 points, each with its own slope
+    b_i ~ N(2, 1), x ~ U(0, 10), y = 2 + b x with no noise.
+
+    Parameters
+    ----------
+    n : int, optional
+        Number of observations; default 100, or the sum of ``groups`` sizes.
+    a, mu_b, sigma_b, eps : float
+        True intercept, mean slope, slope sd, noise sd (sigma_b, eps >= 0).
+    groups : int or sequence of int, optional
+        None: one slope per point. An int J: n points split into J groups of
+        (nearly) equal size. A sequence: the group sizes.
+    x_low, x_high : float
+        x ~ U(x_low, x_high).
+    seed : int, optional
+        Seed of numpy's default_rng.
+
+    Returns
+    -------
+    Dataset
+        With ``truth`` and ``true_b`` set.
+    """
+    for name, value in (("a", a), ("mu_b", mu_b), ("sigma_b", sigma_b), ("eps", eps), ("x_low", x_low), ("x_high", x_high)):
+        if not isinstance(value, numbers.Real) or not math.isfinite(value):
+            raise ValueError(f"{name}={value!r} must be a finite number")
+    if sigma_b < 0 or eps < 0:
+        raise ValueError(f"sigma_b={sigma_b} and eps={eps} must be >= 0 (they are standard deviations)")
+    if not x_high > x_low:
+        raise ValueError(f"x_high={x_high} must be greater than x_low={x_low}")
+    sizes = _group_sizes(n, groups)
+    rng = np.random.default_rng(seed)
+    j = len(sizes)
+    group = np.repeat(np.arange(1, j + 1), sizes)
+    b = rng.normal(mu_b, sigma_b, size=j) if sigma_b > 0 else np.full(j, float(mu_b))
+    x = rng.uniform(x_low, x_high, size=group.size)
+    y = a + b[group - 1] * x
+    if eps > 0:
+        y = y + rng.normal(0.0, eps, size=group.size)
+    truth = {"a": a, "mu_b": mu_b, "sigma_b": sigma_b, "eps": eps}
+    return Dataset.from_arrays(x, y, group, j, truth, b)
+
+
+def _group_sizes(n: int | None, groups: int | Sequence[int] | None) -> list[int]:
+    if n is not None and (isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 2):
+        raise ValueError(f"n={n!r} must be an integer >= 2")
+    if groups is None:
+        return [1] * (100 if n is None else int(n))
+    if isinstance(groups, numbers.Integral) and not isinstance(groups, bool):
+        total = 100 if n is None else int(n)
+        if not 1 <= groups <= total:
+            raise ValueError(f"groups={groups} must be between 1 and n={total}")
+        base, extra = divmod(total, int(groups))
+        return [base + (1 if k < extra else 0) for k in range(int(groups))]
+    sizes = list(groups)
+    if not sizes or any(isinstance(s, bool) or not isinstance(s, numbers.Integral) or s < 1 for s in sizes):
+        raise ValueError(f"groups={groups!r} must be a positive integer J or a non-empty list of positive group sizes")
+    if n is not None and sum(sizes) != n:
+        raise ValueError(f"group sizes add up to {sum(sizes)} but n={n}; drop n or make them agree")
+    if sum(sizes) < 2:
+        raise ValueError("the groups hold fewer than two points in all; give at least two")
+    return [int(s) for s in sizes]
+
+
+def _float_vector(values: Any, name: str) -> np.ndarray:
+    try:
+        arr = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be numbers; got {values!r:.80}") from None
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be one-dimensional; got shape {arr.shape}")
+    bad = np.flatnonzero(~np.isfinite(arr))
+    if bad.size:
+        raise ValueError(
+            f"{name}[{bad[0]}] = {arr[bad[0]]} is not finite ({bad.size} such value(s)); "
+            "drop or impute those observations"
+        )
+    return arr
+
+
+def _group_vector(values: Any, n: int) -> np.ndarray:
+    arr = np.asarray(values)
+    if arr.ndim != 1 or arr.size != n:
+        raise ValueError(f"group has {arr.size} labels but there are {n} observations; give one label per point")
+    if arr.dtype.kind not in "iu":
+        try:
+            as_float = arr.astype(np.float64)
+        except (TypeError, ValueError):
+            raise ValueError(f"group labels must be integers 1..J; got {arr[:3].tolist()!r}") from None
+        if not np.all(np.isfinite(as_float)) or not np.all(as_float == np.round(as_float)):
+            bad = as_float[~(np.isfinite(as_float) & (as_float == np.round(as_float)))][0]
+            raise ValueError(f"group label {bad!r} is not an integer; labels must be integers 1..J")
+        arr = as_float.astype(np.int64)
+    arr = arr.astype(np.int64)
+    if arr.min() < 1:
+        raise ValueError(f"group label {int(arr.min())} is out of range; labels are 1-based integers 1..J")
+    return arr

@@ -1,0 +1,546 @@
+"""Diagnostics shared by every sampler: summary, fit statistics, recovery, verdict.
+
+Every function takes the :class:`arviz.InferenceData` that the package's samplers
+produce (posterior ``a``, ``mu_b``, ``sigma_b``, ``eps``, ``b``; NUTS or Metropolis
+``sample_stats``; ``observed_data`` / ``constant_data``; timings and, for simulated
+data, the true values in ``idata.attrs``) and works the same whichever sampler, engine
+or parameterization made it.  Statistics a sampler does not record (divergences and
+E-BFMI for Metropolis) are reported as ``None``, never invented.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+with warnings.catch_warnings():
+    # arviz 0.23 announces its 1.0 refactor with a FutureWarning on import.
+    warnings.simplefilter("ignore", FutureWarning)
+    import arviz as az
+
+__all__ = [
+    "HYPER",
+    "RHAT_MAX",
+    "ESS_MIN",
+    "EBFMI_MIN",
+    "MAX_TREE_DEPTH",
+    "fit_attrs",
+    "resolve_truth",
+    "summary",
+    "sampler_stats",
+    "recovery",
+    "verdict",
+    "ess_per_second",
+]
+
+#: The hyperparameters every sampler writes, in display order.
+HYPER: tuple[str, ...] = ("a", "mu_b", "sigma_b", "eps")
+
+#: R-hat above this means the chains have not converged (Vehtari et al. 2021).
+RHAT_MAX = 1.01
+#: Bulk/tail ESS below this (over all chains) is too few for reliable estimates.
+ESS_MIN = 400
+#: E-BFMI below this means the sampler explores the energy distribution poorly.
+EBFMI_MIN = 0.3
+#: Stan's default ``max_depth``; draws at or beyond it hit the tree-depth limit.
+MAX_TREE_DEPTH = 10
+
+_TRUTH_KEYS = HYPER
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def fit_attrs(idata: az.InferenceData) -> dict[str, Any]:
+    """Return the fit's attributes (sampler, engine, timings, truth, ...).
+
+    Parameters
+    ----------
+    idata : arviz.InferenceData
+        A fit produced by one of the package's samplers.
+
+    Returns
+    -------
+    dict
+        ``idata.posterior.attrs`` updated with ``idata.attrs`` (the latter wins); empty
+        when neither holds anything.
+    """
+    merged: dict[str, Any] = {}
+    if "posterior" in idata.groups():
+        merged.update(dict(idata.posterior.attrs))
+    merged.update(dict(getattr(idata, "attrs", {}) or {}))
+    return merged
+
+
+def _float_attr(attrs: Mapping[str, Any], key: str) -> float | None:
+    """``attrs[key]`` as a finite float, or None when missing or not a number."""
+    value = attrs.get(key)
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _str_attr(attrs: Mapping[str, Any], key: str) -> str | None:
+    value = attrs.get(key)
+    return None if value is None else str(value)
+
+
+def _check_vars(idata: az.InferenceData, var_names: Sequence[str]) -> list[str]:
+    """Return ``var_names`` as a list, raising if one is not in the posterior."""
+    if isinstance(var_names, str):
+        var_names = [var_names]
+    names = list(var_names)
+    if "posterior" not in idata.groups():
+        raise ValueError("idata has no posterior group; pass the result of a fit")
+    missing = [v for v in names if v not in idata.posterior.data_vars]
+    if missing:
+        raise ValueError(
+            f"variable(s) {missing} not in the posterior; "
+            f"available: {sorted(idata.posterior.data_vars)}"
+        )
+    if not names:
+        raise ValueError("var_names is empty; give at least one posterior variable")
+    return names
+
+
+def _draws(idata: az.InferenceData, name: str) -> np.ndarray:
+    """All draws of a scalar posterior variable, chains concatenated (1-D)."""
+    return np.asarray(idata.posterior[name].values, dtype=float).reshape(-1)
+
+
+def _sample_stat(idata: az.InferenceData, name: str) -> np.ndarray | None:
+    """``sample_stats[name]`` as a (chain, draw) array, or None when absent."""
+    if "sample_stats" not in idata.groups() or name not in idata.sample_stats:
+        return None
+    return np.asarray(idata.sample_stats[name].transpose("chain", "draw", ...).values)
+
+
+def resolve_truth(idata: az.InferenceData, truth: Any = None) -> dict[str, float]:
+    """Find the true hyperparameter values for a fit.
+
+    Parameters
+    ----------
+    idata : arviz.InferenceData
+        The fit; its ``attrs`` ``true_a``, ``true_mu_b``, ``true_sigma_b`` and
+        ``true_eps`` are used when ``truth`` is None.
+    truth : Mapping[str, float], object with a ``.truth`` mapping, or None
+        True values keyed ``a``, ``mu_b``, ``sigma_b``, ``eps`` (``true_a`` etc. are
+        accepted too); the package's ``Dataset`` can be passed as is.
+
+    Returns
+    -------
+    dict[str, float]
+        The known true values among :data:`HYPER` (non-finite values dropped).
+
+    Raises
+    ------
+    ValueError
+        When no true value is known, or ``truth`` is not a mapping.
+    """
+    truth = getattr(truth, "truth", truth)
+    source: Mapping[str, Any]
+    if truth is None:
+        attrs = fit_attrs(idata)
+        source = {k: attrs[f"true_{k}"] for k in _TRUTH_KEYS if f"true_{k}" in attrs}
+        where = "idata.attrs has no true_a/true_mu_b/true_sigma_b/true_eps"
+    elif isinstance(truth, Mapping):
+        source = truth
+        where = f"truth has none of {list(_TRUTH_KEYS)} (got keys {sorted(map(str, truth))})"
+    else:
+        raise ValueError(
+            f"truth must be a mapping such as {{'a': 2.0, 'mu_b': 2.0, 'sigma_b': 1.0, "
+            f"'eps': 0.0}}, an object with a .truth mapping, or None; got {type(truth).__name__}"
+        )
+    found: dict[str, float] = {}
+    for key in _TRUTH_KEYS:
+        for alias in (key, f"true_{key}"):
+            if alias in source:
+                number = _float_attr(source, alias)
+                if number is not None:
+                    found[key] = number
+                break
+    if not found:
+        raise ValueError(
+            f"no true values known: {where}. Pass them, e.g. "
+            "truth={'a': 2.0, 'mu_b': 2.0, 'sigma_b': 1.0, 'eps': 0.0} "
+            "(or the simulated Dataset itself)."
+        )
+    return found
+
+
+def _ess_rhat(idata: az.InferenceData, names: list[str]) -> pd.DataFrame:
+    """Per-variable worst bulk-ESS, tail-ESS and R-hat (vector variables reduced)."""
+    post = idata.posterior[names]
+    bulk = az.ess(post, method="bulk")
+    tail = az.ess(post, method="tail")
+    rhat = az.rhat(post)
+    rows = {}
+    for v in names:
+        rows[v] = {
+            "ess_bulk": float(np.nanmin(np.asarray(bulk[v].values, dtype=float))),
+            "ess_tail": float(np.nanmin(np.asarray(tail[v].values, dtype=float))),
+            "r_hat": float(np.nanmax(np.asarray(rhat[v].values, dtype=float))),
+        }
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+# ----------------------------------------------------------------------------- API
+
+
+def summary(
+    idata: az.InferenceData,
+    var_names: Sequence[str] = HYPER,
+    hdi_prob: float = 0.9,
+) -> pd.DataFrame:
+    """ArviZ summary plus bulk-ESS per second of sampling.
+
+    Parameters
+    ----------
+    idata : arviz.InferenceData
+        A fit produced by one of the package's samplers.
+    var_names : sequence of str, default :data:`HYPER`
+        Posterior variables to summarise (vector variables give one row per element).
+    hdi_prob : float, default 0.9
+        Probability mass of the highest-density interval.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per (element of a) variable, columns ``mean, sd, hdi_<lo>%, hdi_<hi>%,
+        mcse_mean, mcse_sd, ess_bulk, ess_tail, r_hat`` (unrounded) and
+        ``ess_bulk_per_s`` = ``ess_bulk / idata.attrs['sampling_seconds']`` (NaN when the
+        sampling time is unknown). Compile and warm-up time are not counted.
+    """
+    names = _check_vars(idata, var_names)
+    if not 0.0 < hdi_prob < 1.0:
+        raise ValueError(f"hdi_prob must be in (0, 1); got {hdi_prob}")
+    table = az.summary(idata, var_names=names, hdi_prob=hdi_prob, round_to="none")
+    seconds = _float_attr(fit_attrs(idata), "sampling_seconds")
+    if seconds is None or seconds <= 0:
+        table["ess_bulk_per_s"] = np.nan
+    else:
+        table["ess_bulk_per_s"] = table["ess_bulk"] / seconds
+    return table
+
+
+def ess_per_second(idata: az.InferenceData, var_names: Sequence[str] = HYPER) -> float:
+    """Smallest bulk-ESS among ``var_names`` divided by the sampling time.
+
+    Parameters
+    ----------
+    idata : arviz.InferenceData
+        A fit with ``attrs['sampling_seconds']`` (compile and warm-up excluded).
+    var_names : sequence of str, default :data:`HYPER`
+        Posterior variables considered.
+
+    Returns
+    -------
+    float
+        ``min ess_bulk / sampling_seconds``; NaN when the sampling time is unknown or
+        not positive.
+    """
+    names = _check_vars(idata, var_names)
+    seconds = _float_attr(fit_attrs(idata), "sampling_seconds")
+    if seconds is None or seconds <= 0:
+        return float("nan")
+    return float(_ess_rhat(idata, names)["ess_bulk"].min() / seconds)
+
+
+def sampler_stats(idata: az.InferenceData, var_names: Sequence[str] = HYPER) -> dict[str, Any]:
+    """Fit-level numbers: divergences, E-BFMI, tree depth, R-hat, ESS, timings.
+
+    Parameters
+    ----------
+    idata : arviz.InferenceData
+        A fit produced by one of the package's samplers (NUTS or Metropolis).
+    var_names : sequence of str, default :data:`HYPER`
+        Posterior variables over which R-hat and ESS are taken (worst value).
+
+    Returns
+    -------
+    dict
+        ``divergences`` (int; None when the sampler records no ``diverging``),
+        ``divergence_rate`` (fraction of draws; None likewise), ``ebfmi`` (list, one
+        float per chain; None without ``energy``), ``min_ebfmi``,
+        ``tree_depth_max_hits`` (draws with ``tree_depth >= 10``; None when absent),
+        ``max_rhat`` and ``max_rhat_var``, ``min_ess_bulk`` and ``min_ess_bulk_var``,
+        ``min_ess_tail``, ``sampling_seconds`` / ``compile_seconds`` /
+        ``warmup_seconds`` (None when unknown), ``min_ess_bulk_per_s`` (NaN when the
+        sampling time is unknown), ``n_chains``, ``n_draws`` (per chain) and
+        ``sampler``, ``engine``, ``parameterization`` from the attributes (None when
+        missing).
+    """
+    names = _check_vars(idata, var_names)
+    attrs = fit_attrs(idata)
+    n_chains = int(idata.posterior.sizes["chain"])
+    n_draws = int(idata.posterior.sizes["draw"])
+
+    diverging = _sample_stat(idata, "diverging")
+    divergences: int | None = None
+    divergence_rate: float | None = None
+    if diverging is not None:
+        divergences = int(np.count_nonzero(diverging.astype(bool)))
+        divergence_rate = divergences / diverging.size if diverging.size else float("nan")
+
+    ebfmi: list[float] | None = None
+    min_ebfmi: float | None = None
+    energy = _sample_stat(idata, "energy")
+    if energy is not None:
+        ebfmi = [float(v) for v in np.atleast_1d(az.bfmi(np.asarray(energy, dtype=float)))]
+        min_ebfmi = float(np.nanmin(ebfmi)) if ebfmi else None
+
+    depth = _sample_stat(idata, "tree_depth")
+    depth_hits = None if depth is None else int(np.count_nonzero(depth >= MAX_TREE_DEPTH))
+
+    conv = _ess_rhat(idata, names)
+    seconds = _float_attr(attrs, "sampling_seconds")
+    min_bulk = float(conv["ess_bulk"].min())
+    per_s = min_bulk / seconds if seconds is not None and seconds > 0 else float("nan")
+    return {
+        "sampler": _str_attr(attrs, "sampler"),
+        "engine": _str_attr(attrs, "engine"),
+        "parameterization": _str_attr(attrs, "parameterization"),
+        "n_chains": n_chains,
+        "n_draws": n_draws,
+        "divergences": divergences,
+        "divergence_rate": divergence_rate,
+        "ebfmi": ebfmi,
+        "min_ebfmi": min_ebfmi,
+        "tree_depth_max_hits": depth_hits,
+        "max_rhat": float(conv["r_hat"].max()),
+        "max_rhat_var": str(conv["r_hat"].idxmax()) if conv["r_hat"].notna().any() else None,
+        "min_ess_bulk": min_bulk,
+        "min_ess_bulk_var": str(conv["ess_bulk"].idxmin()) if conv["ess_bulk"].notna().any() else None,
+        "min_ess_tail": float(conv["ess_tail"].min()),
+        "sampling_seconds": seconds,
+        "compile_seconds": _float_attr(attrs, "compile_seconds"),
+        "warmup_seconds": _float_attr(attrs, "warmup_seconds"),
+        "min_ess_bulk_per_s": per_s,
+    }
+
+
+def recovery(idata: az.InferenceData, truth: Any = None, prob: float = 0.9) -> pd.DataFrame:
+    """Compare the posterior of a, mu_b, sigma_b (and eps) with the true values.
+
+    Parameters
+    ----------
+    idata : arviz.InferenceData
+        A fit of simulated data.
+    truth : Mapping[str, float], object with a ``.truth`` mapping, or None
+        True values; None reads ``true_*`` from ``idata.attrs``.
+    prob : float, default 0.9
+        Mass of the central (equal-tailed) posterior interval.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by parameter: ``a``, ``mu_b``, ``sigma_b`` when their truth is known,
+        and ``eps`` only when its true value is > 0 (a truth on the boundary, such as
+        the default eps = 0, cannot be covered by an interval inside (0, inf)).
+        Columns ``truth, mean, sd, z, lower, upper, covered`` with
+        ``z = (mean - truth) / sd`` and ``covered = lower <= truth <= upper``.
+
+    Raises
+    ------
+    ValueError
+        When no true value is known (pass ``truth={'a': ..., ...}``) or ``prob`` is
+        not in (0, 1).
+    """
+    if not 0.0 < prob < 1.0:
+        raise ValueError(f"prob must be in (0, 1); got {prob}")
+    known = resolve_truth(idata, truth)
+    params = [p for p in ("a", "mu_b", "sigma_b") if p in known]
+    if known.get("eps", 0.0) > 0:
+        params.append("eps")
+    if not params:
+        raise ValueError(
+            f"the only true value known is eps = {known.get('eps')}, which is on the "
+            "boundary and not checked; pass truth={'a': ..., 'mu_b': ..., 'sigma_b': ...}"
+        )
+    _check_vars(idata, params)
+    tail = (1.0 - prob) / 2.0
+    rows = []
+    for p in params:
+        draws = _draws(idata, p)
+        mean = float(np.mean(draws))
+        sd = float(np.std(draws, ddof=1)) if draws.size > 1 else float("nan")
+        lower, upper = (float(q) for q in np.quantile(draws, [tail, 1.0 - tail]))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z = float(np.divide(mean - known[p], sd))
+        rows.append(
+            {
+                "parameter": p,
+                "truth": known[p],
+                "mean": mean,
+                "sd": sd,
+                "z": z,
+                "lower": lower,
+                "upper": upper,
+                "covered": bool(lower <= known[p] <= upper),
+            }
+        )
+    table = pd.DataFrame(rows).set_index("parameter")
+    table.index.name = None
+    table.attrs["prob"] = prob
+    return table
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.4g}"
+
+
+def verdict(idata: az.InferenceData, truth: Any = None) -> str:
+    """A short plain-English verdict on a fit: can its estimates be trusted?
+
+    Checks, one line each, tagged ``[OK]``, ``[WARNING]``, ``[PROBLEM]`` or ``[n/a]``:
+    divergent transitions, max R-hat (vs 1.01), min bulk- and tail-ESS (vs 400),
+    E-BFMI (vs 0.3), tree-depth saturation, and recovery of a, mu_b, sigma_b (and eps
+    when its truth is > 0) by the 90 % central interval. Nothing is hidden: every
+    problem found gets its own line and is counted in the first line.
+
+    Parameters
+    ----------
+    idata : arviz.InferenceData
+        A fit produced by one of the package's samplers.
+    truth : Mapping[str, float], object with a ``.truth`` mapping, or None
+        True values; None reads ``true_*`` from ``idata.attrs``. When no truth is
+        known at all, the recovery line says so instead of raising (a verdict on real
+        data is still useful).
+
+    Returns
+    -------
+    str
+        Several lines, the first an overall verdict.
+    """
+    stats = sampler_stats(idata, HYPER)
+    lines: list[str] = []
+    problems = 0
+    warns = 0
+
+    # Divergences.
+    if stats["divergences"] is None:
+        lines.append(
+            f"[n/a] divergences: not recorded by sampler {stats['sampler'] or '(unknown)'!s}."
+        )
+    elif stats["divergences"] > 0:
+        problems += 1
+        if stats["parameterization"] == "marginal":
+            fix = (
+                "The marginal parameterization is already in use: raise adapt_delta "
+                "(e.g. 0.99) and check the data and priors."
+            )
+        else:
+            fix = (
+                "In this model that is the funnel between the slopes b and eps as eps -> 0; "
+                "use parameterization='marginal', which integrates b out and removes it."
+            )
+        lines.append(
+            f"[PROBLEM] {stats['divergences']} divergent transitions "
+            f"({100 * stats['divergence_rate']:.2g}% of draws): the posterior geometry is too "
+            f"hard for the sampler, so the draws may be biased. {fix}"
+        )
+    else:
+        lines.append("[OK] no divergent transitions.")
+
+    # R-hat.
+    rhat = stats["max_rhat"]
+    if not math.isfinite(rhat):
+        problems += 1
+        lines.append("[PROBLEM] R-hat could not be computed (constant or non-finite draws).")
+    elif rhat > RHAT_MAX:
+        problems += 1
+        lines.append(
+            f"[PROBLEM] max R-hat {rhat:.3f} ({stats['max_rhat_var']}) > {RHAT_MAX}: the chains "
+            "disagree, they have not converged to the same distribution."
+        )
+    else:
+        lines.append(f"[OK] max R-hat {rhat:.3f} <= {RHAT_MAX}.")
+
+    # ESS.
+    bulk, tail_ess = stats["min_ess_bulk"], stats["min_ess_tail"]
+    if not (math.isfinite(bulk) and math.isfinite(tail_ess)):
+        problems += 1
+        lines.append("[PROBLEM] ESS could not be computed (constant or non-finite draws).")
+    elif bulk < ESS_MIN or tail_ess < ESS_MIN:
+        problems += 1
+        lines.append(
+            f"[PROBLEM] min bulk-ESS {bulk:.0f} ({stats['min_ess_bulk_var']}), min tail-ESS "
+            f"{tail_ess:.0f}; at least {ESS_MIN} are needed for reliable means and intervals. "
+            "Draw more or reparameterize."
+        )
+    else:
+        lines.append(f"[OK] min bulk-ESS {bulk:.0f}, min tail-ESS {tail_ess:.0f} (>= {ESS_MIN}).")
+
+    # E-BFMI.
+    if stats["ebfmi"] is None:
+        lines.append("[n/a] E-BFMI: no energy recorded (only HMC samplers record it).")
+    else:
+        low = [i for i, v in enumerate(stats["ebfmi"]) if v < EBFMI_MIN]
+        if low:
+            warns += 1
+            lines.append(
+                f"[WARNING] E-BFMI < {EBFMI_MIN} in chain(s) {', '.join(map(str, low))} "
+                f"(min {stats['min_ebfmi']:.2f}): momentum resampling explores the energy "
+                "distribution poorly, a sign of heavy tails or a funnel; reparameterize."
+            )
+        else:
+            lines.append(f"[OK] E-BFMI >= {EBFMI_MIN} in every chain (min {stats['min_ebfmi']:.2f}).")
+
+    # Tree depth (only worth a line when it bites).
+    if stats["tree_depth_max_hits"]:
+        warns += 1
+        lines.append(
+            f"[WARNING] {stats['tree_depth_max_hits']} draws reached tree depth "
+            f">= {MAX_TREE_DEPTH}: trajectories were cut short (an efficiency problem)."
+        )
+
+    # Recovery.
+    try:
+        rec = recovery(idata, truth, prob=0.9)
+    except ValueError as err:
+        lines.append(f"[n/a] recovery not checked: {err}")
+    else:
+        missed = rec[~rec["covered"]]
+        inside = [p for p in rec.index if rec.loc[p, "covered"]]
+        parts = [
+            f"{p} (truth {_fmt(r['truth'])}, mean {_fmt(r['mean'])}, z = {r['z']:+.1f})"
+            for p, r in missed.iterrows()
+        ]
+        if len(missed):
+            far = bool((missed["z"].abs() > 4).any())
+            if far:
+                problems += 1
+            else:
+                warns += 1
+            tag = "[PROBLEM]" if far else "[WARNING]"
+            lines.append(
+                f"{tag} recovery: outside the 90% interval: {'; '.join(parts)}"
+                + (f"; inside: {', '.join(inside)}." if inside else ".")
+                + ("" if far else " (about 1 in 10 misses is expected by chance.)")
+            )
+        else:
+            lines.append(f"[OK] recovery: {', '.join(inside)} inside their 90% intervals.")
+        known = resolve_truth(idata, truth)
+        if "eps" in known and known["eps"] <= 0:
+            lines.append(
+                f"[n/a] eps not checked: its true value {_fmt(known['eps'])} is on the boundary."
+            )
+
+    who = ", ".join(
+        str(stats[k]) for k in ("sampler", "engine", "parameterization") if stats[k] is not None
+    )
+    head = f"Fit ({who or 'unknown sampler'}; {stats['n_chains']} chains x {stats['n_draws']} draws): "
+    if problems:
+        head += f"{problems} problem(s), {warns} warning(s) -- do not trust these estimates yet."
+    elif warns:
+        head += f"no problems, {warns} warning(s) -- usable, but read the warnings."
+    else:
+        head += "all checks passed."
+    return "\n".join([head, *lines])

@@ -1,0 +1,121 @@
+"""The one small interface every Stan engine implements."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping, Protocol
+
+import numpy as np
+
+
+class EngineError(RuntimeError):
+    """A Stan engine could not do what was asked; the message says which engine and what to do."""
+
+
+class ChainError(EngineError):
+    """A chain failed (e.g. could not initialise); names the engine, chain and Stan's message."""
+
+    def __init__(self, engine: str, chain: int, message: str):
+        self.engine, self.chain = engine, chain
+        super().__init__(f"{engine}: chain {chain} failed: {message}")
+
+
+@dataclasses.dataclass
+class RawDraws:
+    """Draws as an engine returns them, before conversion to InferenceData.
+
+    Attributes
+    ----------
+    variables : dict
+        Stan variable name -> array (chain, draw, *shape).
+    sample_stats : dict
+        Stan sampler column (``lp__``, ``divergent__``, ...) -> array (chain, draw).
+    info : dict
+        engine, versions, timings: ``compile_seconds``, ``warmup_seconds`` and
+        ``sampling_seconds`` (slowest chain), ``wall_seconds``.
+    """
+
+    variables: dict[str, np.ndarray]
+    sample_stats: dict[str, np.ndarray]
+    info: dict[str, Any]
+
+
+class Engine(Protocol):
+    """A way of running Stan programs (CmdStan through cmdstanpy, or PyStan 3)."""
+
+    name: str
+
+    def compile(self, program: str) -> float:
+        """Compile (or find in the cache) program ``program``; return seconds spent."""
+        ...
+
+    def sample(
+        self,
+        program: str,
+        data: Mapping[str, Any],
+        *,
+        chains: int,
+        draws: int,
+        warmup: int,
+        seed: int,
+        thin: int = 1,
+        show_progress: bool = True,
+    ) -> RawDraws:
+        """Run NUTS (diagonal metric, adapted) and return the kept draws."""
+        ...
+
+    def fixed_param(
+        self,
+        program: str,
+        data: Mapping[str, Any],
+        *,
+        chains: int,
+        draws: int,
+        seed: int,
+        show_progress: bool = True,
+    ) -> RawDraws:
+        """Run the fixed_param sampler (generated quantities only)."""
+        ...
+
+    def log_density(
+        self, program: str, data: Mapping[str, Any], params: Mapping[str, Any], jacobian: bool = True
+    ) -> float:
+        """Log density (Stan's ``lp__``) at constrained parameter values ``params``."""
+        ...
+
+    def versions(self) -> dict[str, str]:
+        """Versions of the engine and of Stan."""
+        ...
+
+
+def split_columns(
+    names: list[str], values: np.ndarray, dims: Mapping[str, tuple[int, ...]]
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Split flat Stan columns into variables and sampler stats.
+
+    Parameters
+    ----------
+    names : list of str
+        Column names in Stan's order: sampler columns end in ``__``; a vector ``b``
+        appears as ``b.1``/``b[1]`` ... in column-major order.
+    values : numpy.ndarray
+        (chain, draw, column).
+    dims : mapping
+        Variable name -> shape, in Stan's declaration order.
+    """
+    stats = {n: values[:, :, i] for i, n in enumerate(names) if n.endswith("__")}
+    first = next(i for i, n in enumerate(names) if not n.endswith("__")) if len(stats) < len(names) else len(names)
+    variables: dict[str, np.ndarray] = {}
+    col = first
+    chains, draws = values.shape[:2]
+    for name, shape in dims.items():
+        size = int(np.prod(shape)) if shape else 1
+        block = values[:, :, col : col + size]
+        if shape:
+            # Stan flattens arrays column-major: reverse the shape, then the axes.
+            arr = block.reshape((chains, draws) + tuple(reversed(shape)))
+            variables[name] = arr.transpose((0, 1) + tuple(range(len(shape) + 1, 1, -1)))
+        else:
+            variables[name] = block[:, :, 0]
+        col += size
+    return variables, stats

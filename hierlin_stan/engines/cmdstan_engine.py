@@ -1,0 +1,227 @@
+"""CmdStan engine, through cmdstanpy: the primary engine where CmdStan is installed.
+
+Executables are compiled from the flattened program source in the package's
+cache (the installed ``.stan`` files may be read-only), in a folder keyed by
+the source hash and the toolchain, built under a cross-process lock into a
+scratch folder and renamed into place, so concurrent processes compile once
+and never see a half-built model. Every fit writes its CSVs to its own fresh
+folder, read and then removed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from ..programs import program_hash, program_source
+from ..utils.cache import cache_root, file_lock
+from .base import ChainError, EngineError, RawDraws, split_columns
+
+NAME = "cmdstan"
+CMDSTAN_VERSION = "2.35.0"  # pinned for `hierlin install-cmdstan`: the Stan of PyStan 3.10
+
+
+def available() -> tuple[bool, str]:
+    """Whether cmdstanpy finds a CmdStan installation (``$CMDSTAN`` or ``~/.cmdstan``), and why not."""
+    try:
+        import cmdstanpy
+    except Exception as err:  # pragma: no cover - cmdstanpy is a dependency
+        return False, f"cmdstanpy is not importable ({err})"
+    try:
+        path = cmdstanpy.cmdstan_path()
+    except (ValueError, RuntimeError) as err:
+        return False, f"no CmdStan installation found by cmdstanpy ({' '.join(str(err).split())})"
+    return True, f"CmdStan at {path}"
+
+
+class CmdStanEngine:
+    """Run Stan programs with CmdStan executables."""
+
+    name = NAME
+
+    def __init__(self) -> None:
+        ok, why = available()
+        if not ok:
+            raise EngineError(
+                f"{NAME}: {why}. Install it with `hierlin install-cmdstan` (needs internet) or set "
+                "$CMDSTAN to an installation; meanwhile use engine='pystan', which needs no CmdStan."
+            )
+        import cmdstanpy
+
+        logging.getLogger("cmdstanpy").setLevel(logging.WARNING)
+        self._cmdstanpy = cmdstanpy
+        self._path = cmdstanpy.cmdstan_path()
+        self._models: dict[str, Any] = {}
+
+    def versions(self) -> dict[str, str]:
+        """Versions of cmdstanpy and CmdStan."""
+        version = self._cmdstanpy.utils.cmdstan_version()
+        return {
+            "engine": NAME,
+            "cmdstanpy": self._cmdstanpy.__version__,
+            "cmdstan": ".".join(map(str, version)) if version else "unknown",
+            "stan": ".".join(map(str, version)) if version else "unknown",
+        }
+
+    # --------------------------------------------------------------- compile
+    def _toolchain_key(self) -> str:
+        parts = [self._path, str(self._cmdstanpy.utils.cmdstan_version()), os.environ.get("CXX", ""),
+                 shutil.which("g++") or "", shutil.which("clang++") or ""]
+        return hashlib.sha256("|".join(parts).encode()).hexdigest()[:12]
+
+    def compile(self, program: str) -> float:
+        """Compile ``program`` once per source hash and toolchain; return seconds spent."""
+        import time
+
+        start = time.perf_counter()
+        self._model(program)
+        return time.perf_counter() - start
+
+    def _model(self, program: str) -> Any:
+        if program in self._models:
+            return self._models[program]
+        source = program_source(program)
+        root = cache_root() / "cmdstan" / self._toolchain_key()
+        folder = root / f"{program}-{program_hash(source)}"
+        exe = folder / program
+        with file_lock(root / f"{folder.name}.lock"):
+            if not exe.is_file():
+                scratch = Path(tempfile.mkdtemp(prefix=f".{program}-", dir=root))
+                try:
+                    (scratch / f"{program}.stan").write_text(source, encoding="utf-8")
+                    try:
+                        self._cmdstanpy.CmdStanModel(stan_file=str(scratch / f"{program}.stan"))
+                    except Exception as err:
+                        raise EngineError(
+                            f"{NAME}: compiling the {program} program failed: {' '.join(str(err).split())[:3000]}\n"
+                            "Check that a C++ compiler and make work (`hierlin install-cmdstan` tests them)."
+                        ) from err
+                    if folder.exists():
+                        shutil.rmtree(folder)
+                    os.replace(scratch, folder)
+                finally:
+                    shutil.rmtree(scratch, ignore_errors=True)
+        model = self._cmdstanpy.CmdStanModel(stan_file=str(folder / f"{program}.stan"), exe_file=str(exe))
+        self._models[program] = model
+        return model
+
+    # ---------------------------------------------------------------- sample
+    def sample(
+        self,
+        program: str,
+        data: Mapping[str, Any],
+        *,
+        chains: int,
+        draws: int,
+        warmup: int,
+        seed: int,
+        thin: int = 1,
+        show_progress: bool = True,
+    ) -> RawDraws:
+        """Run adaptive diagonal-metric NUTS; see :class:`~hierlin_stan.engines.base.Engine`."""
+        return self._run(program, data, show_progress, chains=chains, iter_sampling=draws,
+                         iter_warmup=warmup, thin=thin, seed=seed)
+
+    def fixed_param(
+        self,
+        program: str,
+        data: Mapping[str, Any],
+        *,
+        chains: int,
+        draws: int,
+        seed: int,
+        show_progress: bool = True,
+    ) -> RawDraws:
+        """Run the fixed_param sampler; see :class:`~hierlin_stan.engines.base.Engine`."""
+        return self._run(program, data, show_progress, chains=chains, iter_sampling=draws,
+                         seed=seed, fixed_param=True)
+
+    def _run(self, program: str, data: Mapping[str, Any], show_progress: bool, **kwargs: Any) -> RawDraws:
+        import time
+
+        compile_seconds = self.compile(program)
+        model = self._models[program]
+        out = Path(tempfile.mkdtemp(prefix=f"hierlin-{program}-"))
+        try:
+            start = time.perf_counter()
+            try:
+                fit = model.sample(data=_jsonable(data), output_dir=str(out), show_progress=show_progress,
+                                   parallel_chains=min(kwargs["chains"], os.cpu_count() or 1), **kwargs)
+            except RuntimeError as err:
+                text = " ".join(str(err).split())
+                match = re.search(r"chain[ _]?(\d+)", text, re.I)
+                if match:
+                    raise ChainError(NAME, int(match.group(1)), text[:3000]) from err
+                raise EngineError(f"{NAME}: sampling the {program} program failed: {text[:3000]}") from err
+            except ValueError as err:
+                raise EngineError(f"{NAME}: the {program} program rejected its data or arguments: {err}") from err
+            wall = time.perf_counter() - start
+            values = np.ascontiguousarray(np.transpose(fit.draws(), (1, 0, 2)))  # (chain, draw, column)
+            variables_meta = sorted(fit.metadata.stan_vars.values(), key=lambda v: v.start_idx)
+            dims = {v.name: tuple(v.dimensions) for v in variables_meta}
+            variables, stats = split_columns(list(fit.column_names), values, dims)
+            times = fit.time if not kwargs.get("fixed_param") else []
+        finally:
+            shutil.rmtree(out, ignore_errors=True)
+        info = {
+            **self.versions(),
+            "compile_seconds": compile_seconds,
+            "warmup_seconds": max((t.get("warmup", np.nan) for t in times), default=float("nan")),
+            "sampling_seconds": max((t.get("sampling", np.nan) for t in times), default=float("nan")),
+            "chain_seconds_total": float(sum(t.get("total", 0.0) for t in times)),
+            "wall_seconds": wall,
+        }
+        return RawDraws(variables, stats, info)
+
+    # ----------------------------------------------------------- log density
+    def log_density(
+        self, program: str, data: Mapping[str, Any], params: Mapping[str, Any], jacobian: bool = True
+    ) -> float:
+        """Stan's log density at constrained ``params`` (CmdStan's log_prob method)."""
+        return float(self.log_density_many(program, data, [params], jacobian)[0])
+
+    def log_density_many(
+        self, program: str, data: Mapping[str, Any], params: list[Mapping[str, Any]], jacobian: bool = True
+    ) -> np.ndarray:
+        """Log density at many constrained points (one CmdStan call each)."""
+        self.compile(program)
+        model = self._models[program]
+        out = []
+        for point in params:
+            frame = model.log_prob(_jsonable(point), _jsonable(data), jacobian=jacobian, sig_figs=18)
+            out.append(float(frame["lp__"].iloc[0]))
+        return np.asarray(out)
+
+
+def install(version: str = CMDSTAN_VERSION, progress: bool = True) -> str:
+    """Install CmdStan ``version`` with cmdstanpy (downloads from GitHub); return its path.
+
+    Raises
+    ------
+    EngineError
+        When the download or build fails, saying why and that the PyStan engine
+        works meanwhile.
+    """
+    import cmdstanpy
+
+    ok = cmdstanpy.install_cmdstan(version=version, progress=progress, cores=os.cpu_count() or 1)
+    if not ok:
+        raise EngineError(
+            f"installing CmdStan {version} failed: cmdstanpy downloads it from GitHub, which this host "
+            "cannot reach (or the C++ build failed; see the log above). Meanwhile the PyStan engine "
+            "runs the same programs: engine='pystan' (or engine='auto', which falls back to it)."
+        )
+    ok, where = available()
+    return where
+
+
+def _jsonable(data: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in data.items()}

@@ -1,0 +1,329 @@
+"""PyStan 3 (httpstan) engine: stanc3, Stan math and NUTS from the PyPI wheels.
+
+Runs the same flattened ``.stan`` sources as the CmdStan engine. We drive
+httpstan's REST interface ourselves (rather than ``stan.Model.sample``) so that
+progress is a tqdm bar, a failed chain is named, per-chain warmup and sampling
+times are kept, Ctrl-C is not swallowed, and finished fits are deleted from
+httpstan's cache (which otherwise keeps every seeded fit on disk and replays it
+instead of sampling again).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import threading
+import time
+from typing import Any, Mapping
+
+import numpy as np
+
+from ..programs import program_hash, program_source
+from ..utils.cache import cache_root, file_lock, working_directory
+from ..utils.progress import progress_bar
+from .base import ChainError, EngineError, RawDraws, split_columns
+
+NAME = "pystan"
+_ELAPSED = re.compile(r"([0-9.eE+-]+) seconds \((Warm-up|Sampling)\)")
+_ITERATION = re.compile(r"Iteration:\s+(\d+)\s+/\s+(\d+)")
+
+
+def available() -> tuple[bool, str]:
+    """Whether PyStan can be imported here, and why not."""
+    try:
+        import httpstan  # noqa: F401
+        import stan  # noqa: F401
+    except Exception as err:  # pragma: no cover - depends on the host
+        return False, f"PyStan is not importable ({err}); pip install pystan"
+    return True, "PyStan (httpstan) is installed"
+
+
+class PyStanEngine:
+    """Run Stan programs through httpstan, in-process."""
+
+    name = NAME
+
+    def __init__(self) -> None:
+        ok, why = available()
+        if not ok:
+            raise EngineError(why)
+        self._built: set[str] = set()
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ info
+    def versions(self) -> dict[str, str]:
+        """Versions of pystan, httpstan and the Stan they ship."""
+        import httpstan
+        import stan
+
+        return {
+            "engine": NAME,
+            "pystan": getattr(stan, "__version__", "unknown"),
+            "httpstan": httpstan.__version__,
+            "stan": _STAN_OF_HTTPSTAN.get(httpstan.__version__.rsplit(".", 1)[0], "unknown"),
+        }
+
+    # --------------------------------------------------------------- compile
+    def compile(self, program: str) -> float:
+        """Build program ``program`` (cached by httpstan on its source hash); return seconds."""
+        return _run(self._compile_async(program))
+
+    async def _compile_async(self, program: str) -> float:
+        from stan.common import HttpstanClient
+
+        async with HttpstanClient() as client:
+            return await self._build(client, program)
+
+    async def _build(self, client: Any, program: str) -> float:
+        source = program_source(program)
+        start = time.perf_counter()
+        key = program_hash(source)
+        if key in self._built:
+            return 0.0
+        # One build per source across processes; httpstan's compiler leaves a
+        # build/ folder in the current directory, so build inside our cache.
+        scratch = cache_root() / "httpstan-build"
+        with file_lock(cache_root() / "locks" / f"pystan-{key}.lock"), working_directory(scratch):
+            resp = await client.post("/models", json={"program_code": source})
+        if resp.status != 201:
+            message = resp.json().get("message", "")
+            raise EngineError(
+                f"{NAME}: stanc/compiler rejected the {program} program: {_clean(message)}\n"
+                "If the C++ compiler is missing, install g++ (Debian: apt-get install g++)."
+            )
+        self._built.add(key)
+        return time.perf_counter() - start
+
+    # ---------------------------------------------------------------- sample
+    def sample(
+        self,
+        program: str,
+        data: Mapping[str, Any],
+        *,
+        chains: int,
+        draws: int,
+        warmup: int,
+        seed: int,
+        thin: int = 1,
+        show_progress: bool = True,
+    ) -> RawDraws:
+        """Run adaptive diagonal-metric NUTS; see :class:`~hierlin_stan.engines.base.Engine`."""
+        args = {
+            "function": "stan::services::sample::hmc_nuts_diag_e_adapt",
+            "num_samples": draws,
+            "num_warmup": warmup,
+            "num_thin": thin,
+        }
+        return _run(self._run_async(program, data, chains, seed, args, show_progress, draws // thin + (draws % thin > 0)))
+
+    def fixed_param(
+        self,
+        program: str,
+        data: Mapping[str, Any],
+        *,
+        chains: int,
+        draws: int,
+        seed: int,
+        show_progress: bool = True,
+    ) -> RawDraws:
+        """Run the fixed_param sampler; see :class:`~hierlin_stan.engines.base.Engine`."""
+        args = {"function": "stan::services::sample::fixed_param", "num_samples": draws}
+        return _run(self._run_async(program, data, chains, seed, args, show_progress, draws))
+
+    async def _run_async(
+        self,
+        program: str,
+        data: Mapping[str, Any],
+        chains: int,
+        seed: int,
+        args: dict[str, Any],
+        show_progress: bool,
+        kept: int,
+    ) -> RawDraws:
+        from stan.common import HttpstanClient
+        from stan.fit import Fit
+
+        data = _jsonable(data)
+        async with HttpstanClient() as client:
+            compile_seconds = await self._build(client, program)
+            model = f"models/{program_hash_name(program)}"
+            params = await self._params(client, model, program, data)
+            wall = time.perf_counter()
+            operations = []
+            for chain in range(1, chains + 1):
+                payload = dict(args, chain=chain, data=data, random_seed=seed)
+                resp = await client.post(f"/{model}/fits", json=payload)
+                if resp.status != 201:
+                    raise ChainError(NAME, chain, _clean(resp.json().get("message", str(resp.status))))
+                operations.append(resp.json())
+            outputs = await self._wait(client, operations, chains, show_progress, program)
+            wall = time.perf_counter() - wall
+
+        names = list(params)
+        dims = {n: tuple(d) for n, d in params.items()}
+        constrained = _constrained_names(dims)
+        fit = Fit(tuple(outputs), chains, tuple(names), tuple(constrained), tuple(dims[n] for n in names),
+                  args.get("num_warmup", 0), args["num_samples"], args.get("num_thin", 1), False)
+        columns = list(fit.sample_and_sampler_param_names) + constrained
+        values = np.ascontiguousarray(np.transpose(fit._draws, (2, 1, 0)))  # (chain, draw, column)
+        if values.shape[1] != kept:
+            raise EngineError(f"{NAME}: expected {kept} draws per chain, got {values.shape[1]}")
+        variables, stats = split_columns(columns, values, dims)
+        warm, samp = _elapsed(outputs)
+        info = {
+            **self.versions(),
+            "compile_seconds": compile_seconds,
+            "warmup_seconds": max(warm) if warm else float("nan"),
+            "sampling_seconds": max(samp) if samp else float("nan"),
+            "chain_seconds_total": float(sum(warm) + sum(samp)),
+            "wall_seconds": wall,
+        }
+        return RawDraws(variables, stats, info)
+
+    async def _params(self, client: Any, model: str, program: str, data: Mapping[str, Any]) -> dict[str, list[int]]:
+        resp = await client.post(f"/{model}/params", json={"data": data})
+        if resp.status != 200:
+            raise EngineError(f"{NAME}: the {program} program rejected its data: {_clean(resp.json().get('message', ''))}")
+        return {p["name"]: list(p["dims"]) for p in resp.json()["params"]}
+
+    async def _wait(self, client: Any, operations: list[dict], chains: int, show_progress: bool, program: str) -> list[bytes]:
+        total = None
+        done_iters: dict[int, int] = {}
+        bar = None
+        try:
+            while not all(op["done"] for op in operations):
+                for chain, op in enumerate(operations, start=1):
+                    if op["done"]:
+                        continue
+                    resp = await client.get(f"/{op['name']}")
+                    op.update(resp.json())
+                    found = _ITERATION.findall(op.get("metadata", {}).get("progress", "") or "")
+                    if found:
+                        it, it_max = map(int, found[-1])
+                        done_iters[chain] = it
+                        if total is None:
+                            total = it_max * chains
+                            bar = progress_bar(total, f"{program} ({chains} chains)", show_progress)
+                        if bar is not None:
+                            bar.n = sum(done_iters.values())
+                            bar.refresh()
+                await asyncio.sleep(0.05)
+        finally:
+            if bar is not None:
+                bar.close()
+        outputs = []
+        for chain, op in enumerate(operations, start=1):
+            result = op["result"]
+            if "name" not in result:
+                raise ChainError(NAME, chain, _clean(result.get("message", "unknown error")))
+            resp = await client.get(f"/{result['name']}")
+            if resp.status != 200:
+                raise ChainError(NAME, chain, _clean(resp.json().get("message", "")))
+            outputs.append(resp.content)
+            await client.delete(f"/{result['name']}")
+        return outputs
+
+    # ----------------------------------------------------------- log density
+    def log_density(
+        self, program: str, data: Mapping[str, Any], params: Mapping[str, Any], jacobian: bool = True
+    ) -> float:
+        """Stan's log density at constrained ``params`` (unconstrained with httpstan, then evaluated)."""
+        return float(self.log_density_many(program, data, [params], jacobian)[0])
+
+    def log_density_many(
+        self, program: str, data: Mapping[str, Any], params: list[Mapping[str, Any]], jacobian: bool = True
+    ) -> np.ndarray:
+        """Log density at many constrained points, in one server session."""
+        return _run(self._log_density_async(program, _jsonable(data), params, jacobian))
+
+    async def _log_density_async(self, program: str, data: dict, points: list[Mapping[str, Any]], jacobian: bool) -> np.ndarray:
+        from stan.common import HttpstanClient
+
+        out = []
+        async with HttpstanClient() as client:
+            await self._build(client, program)
+            model = f"models/{program_hash_name(program)}"
+            for point in points:
+                resp = await client.post(f"/{model}/transform_inits", json={"data": data, "constrained_parameters": _jsonable(point)})
+                if resp.status != 200:
+                    raise EngineError(f"{NAME}: cannot unconstrain {dict(point)}: {_clean(resp.json().get('message', ''))}")
+                upars = resp.json()["params_r_unconstrained"]
+                resp = await client.post(
+                    f"/{model}/log_prob",
+                    json={"data": data, "unconstrained_parameters": upars, "adjust_transform": jacobian},
+                )
+                if resp.status != 200:
+                    raise EngineError(f"{NAME}: log_prob failed: {_clean(resp.json().get('message', ''))}")
+                out.append(resp.json()["log_prob"])
+        return np.asarray(out, dtype=float)
+
+
+# Stan version shipped inside each httpstan minor release.
+_STAN_OF_HTTPSTAN = {"4.13": "2.35", "4.12": "2.33", "4.11": "2.33", "4.10": "2.32"}
+
+
+def program_hash_name(program: str) -> str:
+    """httpstan's model id for one of our programs (its hash of the source)."""
+    import httpstan.models
+
+    return httpstan.models.calculate_model_name(program_source(program)).split("/")[1]
+
+
+def _constrained_names(dims: Mapping[str, tuple[int, ...]]) -> list[str]:
+    names = []
+    for name, shape in dims.items():
+        if not shape:
+            names.append(name)
+            continue
+        for idx in np.ndindex(*reversed(shape)):
+            names.append(name + "." + ".".join(str(i + 1) for i in reversed(idx)))
+    return names
+
+
+def _elapsed(outputs: list[bytes]) -> tuple[list[float], list[float]]:
+    """Per-chain warmup and sampling seconds from Stan's 'Elapsed Time' messages.
+
+    Stan writes them to several streams; the first of each kind per chain counts.
+    """
+    warm, samp = [], []
+    for out in outputs:
+        found: dict[str, float] = {}
+        for match in _ELAPSED.finditer(out.decode("utf-8", "replace")):
+            found.setdefault(match.group(2), float(match.group(1)))
+        if "Warm-up" in found:
+            warm.append(found["Warm-up"])
+        if "Sampling" in found:
+            samp.append(found["Sampling"])
+    return warm, samp
+
+
+def _jsonable(data: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, np.ndarray):
+            out[key] = value.tolist()
+        elif isinstance(value, np.generic):
+            out[key] = value.item()
+        else:
+            out[key] = value
+    return out
+
+
+def _clean(message: str) -> str:
+    text = str(message)
+    match = re.search(r"""(?:ValueError|RuntimeError)\(['"](.*)['"]\)""", text, re.S)
+    if match:
+        text = match.group(1).encode().decode("unicode_escape", "replace")
+    return " ".join(text.split())[:2000]
+
+
+def _run(coro: Any) -> Any:
+    """Run a coroutine, also from inside Jupyter's running event loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    import nest_asyncio
+
+    nest_asyncio.apply()
+    return asyncio.get_event_loop().run_until_complete(coro)

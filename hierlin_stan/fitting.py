@@ -1,0 +1,174 @@
+"""Fit the model with Stan's NUTS, and simulate from it with Stan's fixed_param."""
+
+from __future__ import annotations
+
+import numbers
+import time
+import warnings
+from typing import Any, Sequence
+
+import numpy as np
+
+from ._arviz import az
+from .data import Dataset, _group_sizes
+from .engines import get_engine
+from .io_stan import to_inference_data
+from .priors import PriorsLike, resolve_priors
+from .programs import check_parameterization
+from .utils.seeds import resolve_seed
+
+# Above this many stored values of b (chains x draws x J) the marginal fit drops b
+# unless asked to keep it: 2e7 doubles = 160 MB.
+MAX_KEPT_VALUES = 20_000_000
+
+
+def fit(
+    dataset: Dataset,
+    parameterization: str = "marginal",
+    engine: str = "auto",
+    chains: int = 4,
+    draws: int = 1000,
+    warmup: int = 1000,
+    seed: int | None = None,
+    priors: PriorsLike = None,
+    thin: int = 1,
+    keep_b: bool | None = None,
+    y_rep: bool = False,
+    show_progress: bool = True,
+) -> "az.InferenceData":
+    """Fit the hierarchical linear regression with Stan's NUTS.
+
+    Parameters
+    ----------
+    dataset : Dataset
+        From :func:`simulate`, :meth:`Dataset.from_csv`, ...
+    parameterization : {"marginal", "centered", "noncentered"}
+        ``marginal`` integrates b out (no funnel; b drawn exactly afterwards).
+    engine : {"auto", "cmdstan", "pystan"}
+        ``auto``: CmdStan if cmdstanpy finds it, else PyStan; the choice is
+        printed and stored in ``idata.attrs["engine"]``.
+    chains, draws, warmup, thin : int
+        Sampler settings (draws and warmup per chain).
+    seed : int, optional
+        Same seed, same draws. None draws one and records it in attrs.
+    priors : None, str, mapping or Priors
+        Default: the notebook's priors; ``"weakly_informative"`` for the other preset.
+    keep_b : bool, optional
+        (marginal) draw and keep the J slopes. Default: keep unless that means
+        more than 2e7 stored numbers, in which case a warning says they were dropped.
+    y_rep : bool
+        Draw replicated data (posterior predictive).
+    show_progress : bool
+        Progress bar while sampling.
+
+    Returns
+    -------
+    arviz.InferenceData
+        posterior, sample_stats, observed/constant data; attrs with engine,
+        versions, settings, seed, compile/warmup/sampling seconds, true values.
+    """
+    if not isinstance(dataset, Dataset):
+        raise ValueError(f"dataset must be a hierlin_stan.Dataset (from simulate() or Dataset.from_csv()); got {type(dataset).__name__}")
+    check_parameterization(parameterization)
+    chains, draws, warmup, thin = (_positive_int(v, n) for v, n in ((chains, "chains"), (draws, "draws"), (warmup, "warmup"), (thin, "thin")))
+    seed = resolve_seed(seed)
+    prior = resolve_priors(priors)
+    kept = chains * ((draws + thin - 1) // thin) * dataset.n_groups
+    if keep_b is None:
+        keep_b = parameterization != "marginal" or kept <= MAX_KEPT_VALUES
+        if not keep_b:
+            warnings.warn(
+                f"not keeping the {dataset.n_groups} slopes b ({kept:.2g} numbers); pass keep_b=True to keep them",
+                stacklevel=2,
+            )
+    eng = get_engine(engine, verbose=show_progress)
+    compile_seconds = eng.compile(parameterization)
+    data = dataset.to_stan_data(parameterization, prior.to_stan_data(), write_y_rep=y_rep, write_b=keep_b)
+    raw = eng.sample(parameterization, data, chains=chains, draws=draws, warmup=warmup, seed=seed, thin=thin,
+                     show_progress=show_progress)
+    raw.info["compile_seconds"] = compile_seconds
+    attrs = {
+        "sampler": "nuts",
+        "parameterization": parameterization,
+        "seed": seed,
+        "chains": chains,
+        "draws": draws,
+        "warmup": warmup,
+        "thin": thin,
+        "priors": prior.describe(),
+        **{f"prior_{k}": v for k, v in prior.to_stan_data().items()},
+        "keep_b": int(keep_b),
+        "hierlin_stan_version": _version(),
+    }
+    return to_inference_data(raw, dataset, attrs)
+
+
+def simulate_stan(
+    n_datasets: int = 1,
+    n: int | None = None,
+    a: float = 2.0,
+    mu_b: float = 2.0,
+    sigma_b: float = 1.0,
+    eps: float = 0.0,
+    groups: int | Sequence[int] | None = None,
+    x_low: float = 0.0,
+    x_high: float = 10.0,
+    from_prior: bool = False,
+    priors: PriorsLike = None,
+    seed: int | None = None,
+    engine: str = "auto",
+    show_progress: bool = False,
+) -> list[Dataset]:
+    """Simulate datasets with the Stan simulation program (fixed_param sampler).
+
+    The Stan twin of :func:`simulate`: same design (groups, x range), same
+    generative model. With ``from_prior`` the hyperparameters of each dataset
+    are drawn from ``priors`` (as SBC needs) instead of fixed at a, mu_b, sigma_b, eps.
+
+    Returns
+    -------
+    list of Dataset
+        ``n_datasets`` datasets with ``truth`` and ``true_b`` set.
+    """
+    n_datasets = _positive_int(n_datasets, "n_datasets")
+    sizes = _group_sizes(n, groups)
+    for name, value in (("sigma_b", sigma_b), ("eps", eps)):
+        if not isinstance(value, numbers.Real) or value < 0:
+            raise ValueError(f"{name}={value!r} must be a number >= 0")
+    if not x_high > x_low:
+        raise ValueError(f"x_high={x_high} must be greater than x_low={x_low}")
+    seed = resolve_seed(seed)
+    group = np.repeat(np.arange(1, len(sizes) + 1), sizes)
+    data = {
+        "N": int(group.size),
+        "J": len(sizes),
+        "g": group,
+        "x_low": float(x_low),
+        "x_high": float(x_high),
+        **resolve_priors(priors).to_stan_data(),
+        "fixed": int(not from_prior),
+        "a_fixed": float(a),
+        "mu_b_fixed": float(mu_b),
+        "sigma_b_fixed": float(sigma_b),
+        "eps_fixed": float(eps),
+    }
+    eng = get_engine(engine, verbose=show_progress)
+    raw = eng.fixed_param("simulate", data, chains=1, draws=n_datasets, seed=seed, show_progress=show_progress)
+    v = raw.variables
+    out = []
+    for k in range(n_datasets):
+        truth = {name: float(v[name][0, k]) for name in ("a", "mu_b", "sigma_b", "eps")}
+        out.append(Dataset.from_arrays(v["x"][0, k], v["y"][0, k], group, len(sizes), truth, v["b"][0, k]))
+    return out
+
+
+def _positive_int(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name}={value!r} must be an integer >= 1")
+    return int(value)
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__

@@ -1,0 +1,1 @@
+"""Plumbing shared by the package: files, caches, locks, seeds."""
