@@ -371,7 +371,7 @@ def _group_vector(values: Any, n: int) -> np.ndarray:
             raise ValueError(f"group labels must be integers 1..J; got {arr[:3].tolist()!r}") from None
         if not np.all(np.isfinite(as_float)) or not np.all(as_float == np.round(as_float)):
             bad = as_float[~(np.isfinite(as_float) & (as_float == np.round(as_float)))][0]
-            raise ValueError(f"group label {bad!r} is not an integer; labels must be integers 1..J")
+            raise ValueError(f"group label {float(bad)!r} is not an integer; labels must be integers 1..J")
         arr = as_float.astype(np.int64)
     arr = arr.astype(np.int64)
     if arr.min() < 1:

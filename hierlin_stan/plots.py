@@ -395,7 +395,7 @@ def plot_ppc_lines(
         f"{min(n_draws, a_s.size)} draws each",
         fontsize=12,
     )
-    ax.legend(loc="best", fontsize=9, framealpha=0.9)
+    ax.legend(loc="upper left", fontsize=9, framealpha=0.9)  # lines fan out to the right
     ax.grid(alpha=0.25)
     if path is not None:
         save_figure(fig, path)
