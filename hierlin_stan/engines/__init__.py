@@ -10,6 +10,7 @@ from .base import ChainError, Engine, EngineError, RawDraws
 
 ENGINES = ("auto", "cmdstan", "pystan")
 _INSTANCES: dict[str, Any] = {}
+_ANNOUNCED: set[str] = set()
 
 
 def get_engine(engine: str = "auto", verbose: bool = True) -> Engine:
@@ -38,9 +39,10 @@ def get_engine(engine: str = "auto", verbose: bool = True) -> Engine:
                     f"no Stan engine is usable: {why}; {why_py}. Install CmdStan "
                     "(`hierlin install-cmdstan`) or PyStan (`pip install pystan`)."
                 )
-            chosen, reason = "pystan", f"{why}; using PyStan"
-        if verbose:
+            chosen, reason = "pystan", "no CmdStan found by cmdstanpy; `hierlin install-cmdstan` installs it"
+        if verbose and chosen not in _ANNOUNCED:
             print(f"hierlin_stan: engine=auto -> {chosen} ({reason})", file=sys.stderr)
+            _ANNOUNCED.add(chosen)
         engine = chosen
     if engine not in _INSTANCES:
         _INSTANCES[engine] = (cmdstan_engine.CmdStanEngine if engine == "cmdstan" else pystan_engine.PyStanEngine)()

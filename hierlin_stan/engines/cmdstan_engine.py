@@ -215,8 +215,9 @@ def install(version: str = CMDSTAN_VERSION, progress: bool = True) -> str:
     ok = cmdstanpy.install_cmdstan(version=version, progress=progress, cores=os.cpu_count() or 1)
     if not ok:
         raise EngineError(
-            f"installing CmdStan {version} failed: cmdstanpy downloads it from GitHub, which this host "
-            "cannot reach (or the C++ build failed; see the log above). Meanwhile the PyStan engine "
+            f"installing CmdStan {version} failed: cmdstanpy downloads it from GitHub, so this host needs "
+            "access there, and then builds it with make and a C++ compiler (its log above says which "
+            "step failed). Meanwhile the PyStan engine "
             "runs the same programs: engine='pystan' (or engine='auto', which falls back to it)."
         )
     ok, where = available()

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
 
 def progress_bar(total: int, desc: str, enabled: bool = True) -> Any:
-    """Return a tqdm bar (auto-selecting the notebook widget), or None when disabled.
+    """Return a tqdm bar (the widget in Jupyter), or None when disabled.
 
-    In a non-interactive stream (CI logs) the bar updates at most every 5 s so
-    logs stay short.
+    Shown in a terminal or a Jupyter kernel; not in logs and pipes (CI), where
+    a bar only adds noise, unless ``HIERLIN_PROGRESS=1``.
     """
     if not enabled:
         return None
+    interactive = hasattr(sys.stderr, "isatty") and sys.stderr.isatty()
+    if not (interactive or "ipykernel" in sys.modules or os.environ.get("HIERLIN_PROGRESS") == "1"):
+        return None
     from tqdm.auto import tqdm
 
-    interactive = hasattr(sys.stderr, "isatty") and sys.stderr.isatty()
-    return tqdm(total=total, desc=desc, unit="it", leave=False, mininterval=0.1 if interactive else 5.0)
+    return tqdm(total=total, desc=desc, unit="it", leave=False, mininterval=0.1)
