@@ -17,6 +17,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     Mistakes (bad input, a missing engine, an existing output folder) print a
     one-line ``hierlin: error: ...`` and exit 2; ``--debug`` shows the traceback.
     """
+    from .utils.signals import install_cli_handlers
+
+    install_cli_handlers()
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):
@@ -24,9 +27,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except KeyboardInterrupt:
-        print("hierlin: interrupted; no partial output was kept", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as err:
+        from .utils.signals import Terminated
+
+        print("hierlin: interrupted; sampling stopped and no partial output was kept", file=sys.stderr)
+        return 143 if isinstance(err, Terminated) else 130
     except Exception as err:  # one line for the user, the traceback with --debug
         if args.debug:
             raise

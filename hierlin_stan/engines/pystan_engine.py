@@ -21,6 +21,7 @@ import numpy as np
 from ..programs import program_hash, program_source
 from ..utils.cache import cache_root, file_lock, working_directory
 from ..utils.progress import progress_bar
+from ..utils.signals import stop_on_interrupt
 from .base import ChainError, EngineError, RawDraws, split_columns
 
 NAME = "pystan"
@@ -84,13 +85,18 @@ class PyStanEngine:
         # build/ folder in the current directory, so build inside our cache.
         scratch = cache_root() / "httpstan-build"
         with file_lock(cache_root() / "locks" / f"pystan-{key}.lock"), working_directory(scratch):
+            was_built = _is_built(source)
             resp = await client.post("/models", json={"program_code": source})
+            if resp.status == 201 and not was_built:
+                log_compile_event(NAME, program, key, time.perf_counter() - start)
         if resp.status != 201:
-            message = resp.json().get("message", "")
-            raise EngineError(
-                f"{NAME}: stanc/compiler rejected the {program} program: {_clean(message)}\n"
-                "If the C++ compiler is missing, install g++ (Debian: apt-get install g++)."
-            )
+            message = _clean(resp.json().get("message", ""))
+            if "CompileError" in message or "DistutilsExecError" in message or "LinkError" in message:
+                raise EngineError(
+                    f"{NAME}: the C++ compiler failed building the {program} program: {message}\n"
+                    "Install a working C++ compiler (Debian/Ubuntu: apt-get install g++; check $CC/$CXX)."
+                )
+            raise EngineError(f"{NAME}: stanc rejected the {program} program: {message}")
         self._built.add(key)
         return time.perf_counter() - start
 
@@ -215,7 +221,11 @@ class PyStanEngine:
         for chain, op in enumerate(operations, start=1):
             result = op["result"]
             if "name" not in result:
-                raise ChainError(NAME, chain, _clean(result.get("message", "unknown error")))
+                message = _clean(result.get("message", "unknown error"))
+                if "Initialization failed" in message or "initializ" in message.lower():
+                    message += (" -- Stan found no starting point with a finite log density. Check the data "
+                                "for extreme values (rescale x and y) and that the priors allow them.")
+                raise ChainError(NAME, chain, message)
             resp = await client.get(f"/{result['name']}")
             if resp.status != 200:
                 raise ChainError(NAME, chain, _clean(resp.json().get("message", "")))
@@ -260,6 +270,42 @@ class PyStanEngine:
 
 # Stan version shipped inside each httpstan minor release.
 _STAN_OF_HTTPSTAN = {"4.13": "2.35", "4.12": "2.33", "4.11": "2.33", "4.10": "2.32"}
+
+
+def _is_built(source: str) -> bool:
+    """Whether httpstan's cache already holds the compiled extension of ``source``."""
+    import httpstan.cache
+    import httpstan.models
+
+    folder = httpstan.cache.model_directory(httpstan.models.calculate_model_name(source))
+    return folder.is_dir() and any(folder.glob("stan_services_*.so"))
+
+
+def log_compile_event(engine: str, program: str, key: str, seconds: float) -> None:
+    """Append one line per real compilation to ``<cache>/compile-events.log``."""
+    import os
+
+    path = cache_root() / "compile-events.log"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(f"{engine} {program} {key} pid={os.getpid()} seconds={seconds:.1f}\n")
+
+
+def _stop_workers() -> None:
+    """Terminate httpstan's sampling processes (they ignore SIGINT) and renew its pool."""
+    import concurrent.futures
+    import multiprocessing as mp
+
+    import httpstan.services_stub as stub
+
+    executor = stub.executor
+    for process in list(getattr(executor, "_processes", {}).values()):
+        if process.is_alive():
+            process.kill()  # SIGKILL: the workers run C++ and may inherit Python handlers
+    for process in list(getattr(executor, "_processes", {}).values()):
+        process.join(timeout=5)
+    executor.shutdown(wait=False, cancel_futures=True)
+    stub.executor = concurrent.futures.ProcessPoolExecutor(mp_context=mp.get_context("fork"), initializer=stub.init_worker)
 
 
 def program_hash_name(program: str) -> str:
@@ -310,20 +356,50 @@ def _jsonable(data: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _clean(message: str) -> str:
-    text = str(message)
+    text = str(message).split(", traceback:")[0]
     match = re.search(r"""(?:ValueError|RuntimeError)\(['"](.*)['"]\)""", text, re.S)
     if match:
         text = match.group(1).encode().decode("unicode_escape", "replace")
     return " ".join(text.split())[:2000]
 
 
-def _run(coro: Any) -> Any:
-    """Run a coroutine, also from inside Jupyter's running event loop."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    import nest_asyncio
+_INTERRUPTED = threading.Event()
 
-    nest_asyncio.apply()
-    return asyncio.get_event_loop().run_until_complete(coro)
+
+def _interrupt() -> None:
+    _INTERRUPTED.set()
+    _stop_workers()
+
+
+async def _quiet_on_interrupt(coro: Any) -> Any:
+    """Run ``coro`` with an exception handler that stays silent after an interrupt.
+
+    Killing the sampling processes makes httpstan's pending callbacks fail
+    while the loop shuts down; the user asked for the stop, so no tracebacks.
+    """
+    loop = asyncio.get_running_loop()
+
+    def handler(loop: asyncio.AbstractEventLoop, context: dict) -> None:
+        if not _INTERRUPTED.is_set():
+            loop.default_exception_handler(context)
+
+    loop.set_exception_handler(handler)
+    return await coro
+
+
+def _run(coro: Any) -> Any:
+    """Run a coroutine, also from inside Jupyter's running event loop.
+
+    Ctrl-C or SIGTERM terminates the sampling processes and propagates
+    (see :func:`~hierlin_stan.utils.signals.stop_on_interrupt`).
+    """
+    _INTERRUPTED.clear()
+    with stop_on_interrupt(_interrupt):
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(_quiet_on_interrupt(coro))
+        import nest_asyncio
+
+        nest_asyncio.apply()
+        return asyncio.get_event_loop().run_until_complete(coro)

@@ -1,0 +1,147 @@
+"""Engine trouble, concurrency and interruption, with the real engines and processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import hierlin_stan as hs
+from hierlin_stan.engines import ChainError, EngineError, get_engine, pystan_engine
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env.update(extra)
+    return env
+
+
+def test_chain_that_cannot_initialise_is_named(engine_name):
+    ds = hs.Dataset.from_arrays([1.0, 2.0, 3.0], [1e300, -1e300, 1e300])
+    with pytest.raises(ChainError) as info:
+        hs.fit(ds, "centered", engine=engine_name, seed=1, chains=2, draws=10, warmup=10, show_progress=False)
+    text = str(info.value)
+    assert f"{engine_name}: chain " in text and "nitiali" in text
+    assert "rescale x and y" in text or engine_name == "cmdstan"
+
+
+def test_stanc_rejection_is_reported_with_stancs_words(monkeypatch):
+    broken = "parameters { real x; } model { x ~ normal(0, ; }"
+    monkeypatch.setattr(pystan_engine, "program_source", lambda name: broken)
+    engine = pystan_engine.PyStanEngine()
+    with pytest.raises(EngineError, match=r"pystan: stanc rejected the centered program: Syntax error.*Ill-formed"):
+        engine.compile("centered")
+
+
+@pytest.mark.slow
+def test_missing_cxx_compiler_says_what_to_install(tmp_path):
+    code = (
+        "from hierlin_stan.engines import get_engine\n"
+        "get_engine('pystan').compile('marginal')\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                         env=_env(XDG_CACHE_HOME=str(tmp_path / "xdg"), HIERLIN_STAN_CACHE=str(tmp_path / "h"),
+                                  CC="/nonexistent/cc", CXX="/nonexistent/c++"))
+    assert run.returncode != 0
+    assert "the C++ compiler failed building the marginal program" in run.stderr
+    assert "apt-get install g++" in run.stderr
+
+
+def test_no_usable_engine_says_how_to_get_one(monkeypatch):
+    from tests.conftest import CMDSTAN_OK
+
+    if CMDSTAN_OK:
+        pytest.skip("CmdStan is installed here, so engine='auto' is always usable")
+    monkeypatch.setattr(pystan_engine, "available", lambda: (False, "PyStan is not importable (simulated)"))
+    with pytest.raises(EngineError, match=r"no Stan engine is usable: .*hierlin install-cmdstan.*pip install pystan"):
+        get_engine("auto", verbose=False)
+
+
+def test_cmdstan_engine_without_cmdstan_points_to_pystan():
+    from tests.conftest import CMDSTAN_OK
+
+    if CMDSTAN_OK:
+        pytest.skip("CmdStan is installed here; the missing-CmdStan message cannot be shown")
+    with pytest.raises(EngineError, match=r"cmdstan: no CmdStan installation.*engine='pystan'"):
+        get_engine("cmdstan")
+
+
+@pytest.mark.slow
+def test_eight_processes_on_a_cold_cache_compile_once(tmp_path):
+    """8 processes compile and sample the same program at once on empty caches."""
+    cache, xdg = tmp_path / "cache", tmp_path / "xdg"
+    code = (
+        "import hierlin_stan as hs, sys\n"
+        "idata = hs.fit(hs.simulate(seed=1), 'marginal', engine='pystan', chains=2, draws=100, warmup=100,\n"
+        "               seed=int(sys.argv[1]), show_progress=False)\n"
+        "print(float(idata.posterior['a'].mean()))\n"
+    )
+    env = _env(XDG_CACHE_HOME=str(xdg), HIERLIN_STAN_CACHE=str(cache))
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(k)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, env=env) for k in range(8)]
+    outs = [p.communicate(timeout=900) for p in procs]
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0, err[-2000:]
+        assert 0 < float(out.strip().splitlines()[-1]) < 10
+    events = (cache / "compile-events.log").read_text().splitlines()
+    assert len(events) == 1 and events[0].startswith("pystan marginal"), events
+    # the cache is intact: a ninth process finds the model and does not compile
+    p9 = subprocess.run([sys.executable, "-c", code, "9"], capture_output=True, text=True, env=env, timeout=300)
+    assert p9.returncode == 0, p9.stderr[-2000:]
+    assert len((cache / "compile-events.log").read_text().splitlines()) == 1
+
+
+def _descendants_alive(marker: str) -> list[str]:
+    ps = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
+    return [line for line in ps.splitlines() if marker in line and "ps -eo" not in line]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_cli_interrupt_stops_sampling_and_leaves_no_output(tmp_path, sig, code):
+    data = tmp_path / "d.json"
+    hs.simulate(seed=1).to_json(data)
+    out = tmp_path / f"out_{sig.name}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hierlin_stan", "fit", str(data), "--parameterization", "centered", "--engine",
+         "pystan", "--draws", "400000", "--warmup", "1000", "--seed", "1", "--out", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), cwd=tmp_path,
+    )
+    time.sleep(12)  # imports, data, cached build, then well into sampling
+    assert proc.poll() is None, proc.communicate()[1][-2000:]
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == code, err[-2000:]
+    assert "interrupted" in err and "Traceback" not in err
+    assert not out.exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no staging folder
+    time.sleep(1)
+    assert _descendants_alive(str(out)) == []  # sampling processes were stopped
+
+
+@pytest.mark.slow
+def test_api_sigterm_during_fit_stops_child_processes(tmp_path):
+    marker = f"marker{os.getpid()}"
+    code = (
+        f"# {marker}\n"
+        "import hierlin_stan as hs\n"
+        "hs.fit(hs.simulate(seed=1), 'centered', engine='pystan', draws=400000, seed=1, show_progress=False)\n"
+    )
+    script = tmp_path / f"{marker}.py"
+    script.write_text(code)
+    proc = subprocess.Popen([sys.executable, str(script)], stderr=subprocess.PIPE, text=True, env=_env())
+    time.sleep(12)
+    assert proc.poll() is None
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode != 0
+    assert "Terminated" in err or "KeyboardInterrupt" in err
+    time.sleep(1)
+    assert _descendants_alive(marker) == []
