@@ -96,6 +96,8 @@ def _add_sampling_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--warmup", type=int, default=1000, help="warmup iterations per chain")
     p.add_argument("--seed", type=int, default=None, help="random seed (same seed, same draws)")
     p.add_argument("--priors", default="notebook", help="notebook (default) or weakly_informative")
+    p.add_argument("--prior", action="append", default=[], metavar="FIELD=VALUE",
+                   help="override one prior field, e.g. --prior eps_scale=5 --prior sigma_b_family=halfnormal")
     p.add_argument("--force", action="store_true", help="replace an existing output folder")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -118,7 +120,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         for parameterization in ("marginal", "centered"):
             _say(args, f"fitting {parameterization} NUTS ...")
             idata = fit(dataset, parameterization, engine=args.engine, chains=args.chains, draws=args.draws,
-                        warmup=args.warmup, seed=args.seed, priors=args.priors, show_progress=not args.quiet)
+                        warmup=args.warmup, seed=args.seed, priors=_priors(args), show_progress=not args.quiet)
             result = write_fit_report(idata, folder, parameterization)
             rows.append(_overview_row(parameterization, idata, result))
             verdicts.append(f"== {parameterization} ==\n{result['verdict']}")
@@ -167,7 +169,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else path.with_name(path.stem + "_fit")
     with staged_output(out, force=args.force) as folder:
         idata = fit(dataset, args.parameterization, engine=args.engine, chains=args.chains, draws=args.draws,
-                    warmup=args.warmup, seed=args.seed, priors=args.priors, show_progress=not args.quiet)
+                    warmup=args.warmup, seed=args.seed, priors=_priors(args), show_progress=not args.quiet)
         result = write_fit_report(idata, folder, args.parameterization)
     print(result["verdict"])
     print(f"\nwrote {out}/")
@@ -199,6 +201,33 @@ def _overview_row(name: str, idata: Any, result: dict[str, Any]) -> dict[str, An
         "sampling_seconds": st.get("sampling_seconds"),
         "recovered": "n/a" if rec is None else f"{int(rec['covered'].sum())}/{len(rec)}",
     }
+
+
+def _priors(args: argparse.Namespace) -> Any:
+    """The preset named by --priors with the --prior FIELD=VALUE overrides applied."""
+    import dataclasses
+
+    from .priors import resolve_priors
+
+    base = resolve_priors(args.priors)
+    changes: dict[str, Any] = {}
+    for item in args.prior:
+        field, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--prior {item!r}: write FIELD=VALUE, e.g. --prior eps_scale=5")
+        field = field.strip()
+        if field.endswith("_family"):
+            changes[field] = value.strip()
+        else:
+            try:
+                changes[field] = float(value)
+            except ValueError:
+                raise ValueError(f"--prior {item!r}: {value!r} is not a number") from None
+    known = {f.name for f in dataclasses.fields(base)}
+    unknown = sorted(set(changes) - known)
+    if unknown:
+        raise ValueError(f"--prior: unknown field(s) {unknown}; valid fields are {sorted(known)}")
+    return dataclasses.replace(base, **changes)
 
 
 def _parse_groups(text: str | None) -> int | list[int] | None:

@@ -98,7 +98,7 @@ def fit(
         "priors": prior.describe(),
         **{f"prior_{k}": v for k, v in prior.to_stan_data().items()},
         "keep_b": int(keep_b),
-        "hierlin_stan_version": _version(),
+        **environment_versions(),
     }
     return to_inference_data(raw, dataset, attrs)
 
@@ -168,7 +168,16 @@ def _positive_int(value: Any, name: str) -> int:
     return int(value)
 
 
-def _version() -> str:
+def environment_versions() -> dict[str, str]:
+    """Versions needed to rerun a result: package, Python, platform, numpy, arviz."""
+    import platform
+
     from . import __version__
 
-    return __version__
+    return {
+        "hierlin_stan_version": __version__,
+        "python_version": platform.python_version(),
+        "platform": platform.platform(),
+        "numpy_version": np.__version__,
+        "arviz_version": az.__version__,
+    }
