@@ -8,6 +8,8 @@ __version__ = "0.1.0"
 from .data import Dataset, simulate  # noqa: E402
 from .engines import ENGINES, ChainError, EngineError, get_engine  # noqa: E402
 from .fitting import fit, simulate_stan  # noqa: E402
+from .logdensity import Target  # noqa: E402
+from .metropolis import metropolis  # noqa: E402
 from .priors import Priors  # noqa: E402
 from .programs import PARAMETERIZATIONS  # noqa: E402
 
@@ -18,8 +20,10 @@ __all__ = [
     "Dataset",
     "EngineError",
     "Priors",
+    "Target",
     "fit",
     "get_engine",
+    "metropolis",
     "simulate",
     "simulate_stan",
     "__version__",
