@@ -129,6 +129,8 @@ class Dataset:
         with path.open(newline="", encoding="utf-8") as handle:
             reader = csv.DictReader(handle)
             columns = reader.fieldnames or []
+            if not columns:
+                raise ValueError(f"{path} is empty: give a header row naming the columns (e.g. x,y,group) and the data")
             wanted = [c for c in (x, y, group) if c is not None]
             missing = [c for c in wanted if c not in columns]
             if missing:
@@ -266,6 +268,32 @@ class Dataset:
         kind = "one slope per point" if self.one_slope_per_point else f"{self.n_groups} groups"
         truth = "" if self.truth is None else ", truth=" + ", ".join(f"{k}={v:g}" for k, v in self.truth.items())
         return f"Dataset(N={self.n}, {kind}{truth})"
+
+
+def rss_coefficients(sums: Mapping[str, np.ndarray]) -> tuple[float, float, float]:
+    """Coefficients of ``RSSperp(a) = c0 + c1 a + c2 a^2`` summed over groups.
+
+    ``RSSperp_j(a) = sum (y - a)^2 - (sum x (y - a))^2 / Sxx_j`` is the residual sum
+    of squares of group j orthogonal to its x (``sum (y - a)^2`` when its x are all
+    0). It is exactly 0 for a one-point group with x != 0, whose term is left out so
+    the marginal density stays finite as eps -> 0. ``marginal.stan`` computes the
+    same numbers in transformed data.
+
+    Parameters
+    ----------
+    sums : mapping
+        :meth:`Dataset.group_sums`.
+    """
+    n_group = sums["n_group"]
+    sxx = sums["sum_xx"]
+    pos = sxx > 0
+    safe = np.where(pos, sxx, 1.0)
+    sx, sy, sxy, syy = sums["sum_x"], sums["sum_y"], sums["sum_xy"], sums["sum_yy"]
+    c0 = np.where(pos, syy - sxy**2 / safe, syy)
+    c1 = np.where(pos, -2.0 * sy + 2.0 * sxy * sx / safe, -2.0 * sy)
+    c2 = np.where(pos, n_group - sx**2 / safe, n_group.astype(float))
+    keep = (n_group >= 2) | ~pos
+    return float(np.sum(c0[keep])), float(np.sum(c1[keep])), float(np.sum(c2[keep]))
 
 
 def simulate(

@@ -29,7 +29,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .data import Dataset
+from .data import Dataset, rss_coefficients
 from .priors import Priors, PriorsLike, resolve_priors
 
 __all__ = ["KINDS", "HYPER", "Target"]
@@ -140,18 +140,11 @@ class Target:
     def _setup_marginal(self) -> None:
         sums = self.dataset.group_sums()
         n_group = sums["n_group"]
-        sx, sxx, sy, sxy, syy = (sums[k] for k in ("sum_x", "sum_xx", "sum_y", "sum_xy", "sum_yy"))
+        sx, sxx, sxy = sums["sum_x"], sums["sum_xx"], sums["sum_xy"]
         pos = sxx > 0
         sxx_safe = np.where(pos, sxx, 1.0)
-        many = n_group >= 2
-        # RSSperp(a) = c0 + c1 a + c2 a^2 over groups with >= 2 points (exactly 0 for
-        # one-point groups), the same coefficients as marginal.stan's transformed data.
-        c0 = np.where(pos, syy - sxy**2 / sxx_safe, syy)
-        c1 = np.where(pos, -2.0 * sy + 2.0 * sxy * sx / sxx_safe, -2.0 * sy)
-        c2 = np.where(pos, n_group - sx**2 / sxx_safe, n_group.astype(float))
-        self._c0 = float(np.sum(c0[many]))
-        self._c1 = float(np.sum(c1[many]))
-        self._c2 = float(np.sum(c2[many]))
+        # RSSperp(a) = c0 + c1 a + c2 a^2: the same coefficients as marginal.stan's transformed data.
+        self._c0, self._c1, self._c2 = rss_coefficients(sums)
         self._n = int(n_group.sum())
         self._sum_x = sx
         self._sum_xx = sxx

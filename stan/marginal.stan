@@ -38,7 +38,8 @@ transformed data {
   real c2 = 0;
   for (j in 1:J) {
     sxx_safe[j] = sum_xx[j] > 0 ? sum_xx[j] : 1;
-    if (n_group[j] >= 2) {
+    // A one-point group with x != 0 has RSSperp exactly 0: leave it out.
+    if (n_group[j] >= 2 || sum_xx[j] == 0) {
       if (sum_xx[j] > 0) {
         c0 += sum_yy[j] - square(sum_xy[j]) / sum_xx[j];
         c1 += -2 * sum_y[j] + 2 * sum_xy[j] * sum_x[j] / sum_xx[j];

@@ -95,6 +95,31 @@ def test_cli_errors_are_one_line_without_traceback(tmp_path, args, message):
     assert run.stderr.strip().splitlines()[-1].startswith("hierlin: error:")
 
 
+@pytest.mark.parametrize(
+    "content, extra, message",
+    [
+        ("x,y\n1,3\nnan,5\n3,8\n", [], "x[1] = nan is not finite"),
+        ("x,y\n1,3\n2,inf\n3,8\n", [], "y[1] = inf is not finite"),
+        ("x,y\n1,3\n2,five\n", [], "line 3, column 'y': 'five' is not a number"),
+        ("x,y\n1,3\n", [], "only one observation"),
+        ("x,y\n", [], "the data are empty"),
+        ("", [], "is empty: give a header row"),
+        ("x,y,g\n1,3,1\n2,5,1.5\n", ["--group", "g"], "group label 1.5 is not an integer"),
+        ("x,y,g\n1,3,1\n2,5,0\n", ["--group", "g"], "group label 0 is out of range"),
+        ("x,y,g\n1,3,1\n2,5,\n", ["--group", "g"], "line 3, column 'g': '' is not a number"),
+        ("x,y\n1,3\n2,5\n", ["--group", "g"], "has no column 'g'"),
+    ],
+)
+def test_cli_bad_data_files_are_named(tmp_path, content, extra, message):
+    csv = tmp_path / "bad.csv"
+    csv.write_text(content)
+    run = hierlin("fit", str(csv), *extra, "--out", str(tmp_path / "out"))
+    assert run.returncode == 2
+    assert message in run.stderr, run.stderr
+    assert "Traceback" not in run.stderr
+    assert not (tmp_path / "out").exists()  # nothing half-written
+
+
 def test_debug_flag_shows_the_traceback(tmp_path):
     run = hierlin("--debug", "fit", str(tmp_path / "missing.csv"))
     assert run.returncode != 0 and "Traceback" in run.stderr

@@ -19,12 +19,12 @@ MIXED = Priors(sigma_b_family="halfnormal", sigma_b_scale=3.0, eps_family="unifo
 
 
 def odd_data() -> hs.Dataset:
-    """Groups of 5, 1 and 3 points, a group whose x are all 0, and an empty group."""
+    """Groups of 5, 1 and 3 points, a group whose x are all 0, a one-point group at x = 0, an empty group."""
     return hs.Dataset.from_arrays(
-        x=[1.0, 2.5, 3.0, 7.0, 9.0, 4.0, 0.5, 6.0, 8.0, 0.0, 0.0],
-        y=[3.1, 6.2, 8.3, 16.0, 19.5, 10.0, 2.9, 12.8, 18.1, 1.5, 2.4],
-        group=[1, 1, 1, 1, 1, 2, 3, 3, 3, 4, 4],
-        n_groups=5,
+        x=[1.0, 2.5, 3.0, 7.0, 9.0, 4.0, 0.5, 6.0, 8.0, 0.0, 0.0, 0.0],
+        y=[3.1, 6.2, 8.3, 16.0, 19.5, 10.0, 2.9, 12.8, 18.1, 1.5, 2.4, 1.7],
+        group=[1, 1, 1, 1, 1, 2, 3, 3, 3, 4, 4, 5],
+        n_groups=6,
     )
 
 

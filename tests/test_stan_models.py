@@ -34,11 +34,13 @@ def dense_marginal_log_density(ds: hs.Dataset, pri: Priors, a, mu_b, sigma_b, ep
 
 @pytest.mark.parametrize("priors", ["notebook", "weakly_informative"])
 def test_marginal_log_density_equals_dense_mvn(engine_name, priors):
-    # groups of 5, 1 and 3 points, and a group whose x are all 0
+    # groups of 5, 1 and 3 points, a group whose x are all 0, a one-point group at
+    # x = 0 (its (y - a)^2 / eps^2 term must stay) and an empty group 7
     ds = hs.Dataset.from_arrays(
-        x=[1.0, 2.5, 3.0, 7.0, 9.0, 4.0, 0.5, 6.0, 8.0, 0.0, 0.0],
-        y=[3.1, 6.2, 8.3, 16.0, 19.5, 10.0, 2.9, 12.8, 18.1, 1.5, 2.4],
-        group=[1, 1, 1, 1, 1, 2, 3, 3, 3, 4, 4],
+        x=[1.0, 2.5, 3.0, 7.0, 9.0, 4.0, 0.5, 6.0, 8.0, 0.0, 0.0, 0.0],
+        y=[3.1, 6.2, 8.3, 16.0, 19.5, 10.0, 2.9, 12.8, 18.1, 1.5, 2.4, 1.7],
+        group=[1, 1, 1, 1, 1, 2, 3, 3, 3, 4, 4, 6],
+        n_groups=7,
     )
     pri = hs.priors.resolve_priors(priors)
     engine = get_engine(engine_name)
