@@ -159,3 +159,15 @@ def test_engine_auto_says_what_it_chose(capsys):
     from tests.conftest import CMDSTAN_OK
 
     assert engine.name == ("cmdstan" if CMDSTAN_OK else "pystan")
+
+
+def test_fit_inside_a_running_event_loop_as_in_jupyter(grouped_data):
+    # Jupyter runs cells inside an asyncio loop; PyStan's client needs nest_asyncio there.
+    import asyncio
+
+    async def notebook_cell():
+        return hs.fit(grouped_data, engine="pystan", chains=2, draws=100, warmup=150, seed=3, show_progress=False)
+
+    idata = asyncio.run(notebook_cell())
+    plain = hs.fit(grouped_data, engine="pystan", chains=2, draws=100, warmup=150, seed=3, show_progress=False)
+    np.testing.assert_array_equal(idata.posterior["a"].values, plain.posterior["a"].values)
