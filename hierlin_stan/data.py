@@ -334,8 +334,9 @@ def simulate(
     for name, value in (("a", a), ("mu_b", mu_b), ("sigma_b", sigma_b), ("eps", eps), ("x_low", x_low), ("x_high", x_high)):
         if not isinstance(value, numbers.Real) or not math.isfinite(value):
             raise ValueError(f"{name}={value!r} must be a finite number")
-    if sigma_b < 0 or eps < 0:
-        raise ValueError(f"sigma_b={sigma_b} and eps={eps} must be >= 0 (they are standard deviations)")
+    for name, value in (("sigma_b", sigma_b), ("eps", eps)):
+        if value < 0:
+            raise ValueError(f"{name}={value} must be >= 0 (it is a standard deviation)")
     if not x_high > x_low:
         raise ValueError(f"x_high={x_high} must be greater than x_low={x_low}")
     sizes = _group_sizes(n, groups)
@@ -397,6 +398,12 @@ def _group_vector(values: Any, n: int) -> np.ndarray:
             as_float = arr.astype(np.float64)
         except (TypeError, ValueError):
             raise ValueError(f"group labels must be integers 1..J; got {arr[:3].tolist()!r}") from None
+        missing = np.flatnonzero(np.isnan(as_float))
+        if missing.size:
+            raise ValueError(
+                f"group label of observation {missing[0]} is missing ({missing.size} missing); "
+                "give every observation an integer label 1..J"
+            )
         if not np.all(np.isfinite(as_float)) or not np.all(as_float == np.round(as_float)):
             bad = as_float[~(np.isfinite(as_float) & (as_float == np.round(as_float)))][0]
             raise ValueError(f"group label {float(bad)!r} is not an integer; labels must be integers 1..J")

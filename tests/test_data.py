@@ -42,7 +42,8 @@ def test_simulate_grouped_sizes_and_noise():
     [
         ({"groups": [3, 5], "n": 9}, "add up to 8"),
         ({"n": 1}, "n=1"),
-        ({"sigma_b": -1}, ">= 0"),
+        ({"sigma_b": -1}, "sigma_b=-1 must be >= 0"),
+        ({"eps": -0.5}, "eps=-0.5 must be >= 0"),
         ({"x_low": 5, "x_high": 5}, "x_high"),
         ({"groups": 0}, "groups=0"),
     ],
@@ -64,6 +65,7 @@ def test_simulate_rejects_bad_arguments(kwargs, message):
         ([1, 2, 3], [1, 2, 3], [1, 0, 2], "group label 0 is out of range"),
         ([1, 2, 3], [1, 2, 3], [1, 1.5, 2], "1.5 is not an integer"),
         ([1, 2, 3], [1, 2, 3], ["a", "b", "c"], "integers"),
+        ([1, 2, 3], [1, 2, 3], [1, None, 2], "group label of observation 1 is missing"),
         (["p", "q"], [1, 2], None, "x must be numbers"),
     ],
 )
