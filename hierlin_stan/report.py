@@ -8,6 +8,7 @@ that looks complete, and an existing folder is replaced only when asked.
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -20,7 +21,7 @@ from ._arviz import az
 from .diagnostics import recovery, sampler_stats, summary, verdict
 from .plots import plot_ppc_lines, plot_recovery, plot_trace
 from .tables import to_markdown
-from .utils.files import atomic_path, write_text_atomic
+from .utils.files import atomic_path, umask_mode, write_text_atomic
 
 
 class OutputExistsError(FileExistsError):
@@ -45,6 +46,7 @@ def staged_output(out: str | Path, force: bool = False) -> Iterator[Path]:
         raise OutputExistsError(f"output folder {out} exists and is not empty; pass --force (force=True) to replace it")
     out.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    os.chmod(scratch, umask_mode(folder=True))
     try:
         yield scratch
         if out.exists():

@@ -11,6 +11,17 @@ from typing import Iterator, Union
 PathLike = Union[str, "os.PathLike[str]"]
 
 
+def umask_mode(folder: bool = False) -> int:
+    """Permissions a plain ``open``/``mkdir`` would give under the user's umask.
+
+    ``tempfile.mkstemp``/``mkdtemp`` create private (0600/0700) entries; results
+    renamed into place from them get these modes instead, as users expect.
+    """
+    mask = os.umask(0)
+    os.umask(mask)
+    return (0o777 if folder else 0o666) & ~mask
+
+
 @contextlib.contextmanager
 def atomic_path(path: PathLike) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it onto ``path`` on success.
@@ -37,6 +48,7 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".part", dir=parent)
     os.close(fd)
     tmp_path = Path(tmp)
+    os.chmod(tmp_path, umask_mode())
     try:
         yield tmp_path
         os.replace(tmp_path, final)
