@@ -1,0 +1,297 @@
+"""Run several samplers on one dataset and judge them by the same numbers.
+
+Samplers are named ``<family>-<variant>``:
+
+* ``stan-marginal``, ``stan-centered``, ``stan-noncentered``: Stan NUTS (CmdStan or PyStan).
+* ``metropolis-marginal``, ``metropolis-full``: the package's numpy adaptive
+  random-walk Metropolis on the marginal posterior, or on the full one (all b, as
+  the notebook did).
+* ``pymc-nuts-centered``, ``pymc-nuts-marginal``, ``pymc-metropolis-centered``,
+  ``nutpie-marginal``, ``nutpie-centered``: PyMC (the ``pymc`` extra; nutpie when installed).
+
+:func:`compare` returns a :class:`Comparison`: every fit, one table row per
+sampler (compile and sampling seconds kept apart, min bulk/tail-ESS over a, mu_b,
+sigma_b, eps, ESS per sampling second, max R-hat, divergences, recovery), a
+cross-check of every posterior against the reference (Stan marginal NUTS), and
+:meth:`Comparison.write` for CSV, Markdown and a self-contained HTML report.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+
+import pandas as pd
+
+from .data import Dataset, simulate
+from .diagnostics import recovery, sampler_stats
+from .priors import PriorsLike, resolve_priors
+from .utils.seeds import resolve_seed
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ._arviz import az
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplerSpec:
+    """How to run one sampler: its family, parameterization and default settings."""
+
+    name: str
+    label: str
+    family: str  # "stan", "metropolis", "pymc"
+    parameterization: str
+    method: str = "nuts"
+    chains: int = 4
+    draws: int = 1000
+    warmup: int = 1000
+    thin: int = 1
+
+
+SAMPLERS: dict[str, SamplerSpec] = {
+    s.name: s
+    for s in (
+        SamplerSpec("stan-marginal", "Stan NUTS, marginal", "stan", "marginal"),
+        SamplerSpec("stan-centered", "Stan NUTS, centered", "stan", "centered"),
+        SamplerSpec("stan-noncentered", "Stan NUTS, non-centered", "stan", "noncentered"),
+        SamplerSpec("metropolis-marginal", "Metropolis (numpy), marginal", "metropolis", "marginal",
+                    "metropolis", 4, 20_000, 5_000, 5),
+        SamplerSpec("metropolis-full", "Metropolis (numpy), full posterior", "metropolis", "full",
+                    "metropolis", 4, 20_000, 20_000, 10),
+        SamplerSpec("pymc-nuts-centered", "PyMC NUTS, centered", "pymc", "centered"),
+        SamplerSpec("pymc-nuts-marginal", "PyMC NUTS, marginal", "pymc", "marginal"),
+        SamplerSpec("pymc-metropolis-centered", "PyMC Metropolis, centered", "pymc", "centered",
+                    "metropolis", 4, 20_000, 20_000, 10),
+        SamplerSpec("nutpie-marginal", "nutpie NUTS, marginal", "pymc", "marginal", "nutpie"),
+        SamplerSpec("nutpie-centered", "nutpie NUTS, centered", "pymc", "centered", "nutpie"),
+    )
+}
+REFERENCE = "stan-marginal"
+DEFAULT_SAMPLERS = ("stan-marginal", "stan-centered", "stan-noncentered", "metropolis-marginal", "metropolis-full")
+PYMC_SAMPLERS = ("pymc-nuts-centered", "pymc-nuts-marginal", "pymc-metropolis-centered")
+NUTPIE_SAMPLERS = ("nutpie-marginal",)
+
+# The notebook's run: Metropolis on the full posterior, 200,000 iterations with the
+# first half discarded (here per chain, 4 chains so that R-hat can speak; kept draws
+# thinned by 10 to bound memory), next to Stan's NUTS.
+PRESETS: dict[str, dict[str, Any]] = {
+    "notebook": {
+        "samplers": ("stan-marginal", "stan-centered", "metropolis-full"),
+        "overrides": {"metropolis-full": {"draws": 100_000, "warmup": 100_000, "thin": 10}},
+    },
+}
+
+
+def available_samplers() -> tuple[str, ...]:
+    """Default sampler set on this machine: Stan and Metropolis always, PyMC/nutpie when installed."""
+    names = list(DEFAULT_SAMPLERS)
+    try:
+        from .pymc_backend import nutpie_available, pymc_available
+
+        if pymc_available()[0]:
+            names += PYMC_SAMPLERS
+            if nutpie_available()[0]:
+                names += NUTPIE_SAMPLERS
+    except ImportError:  # pragma: no cover - module always present
+        pass
+    return tuple(names)
+
+
+def check_samplers(names: Sequence[str]) -> list[str]:
+    """Validate sampler names (a sequence, or one comma-separated string); raise a ValueError listing the choices."""
+    if isinstance(names, str):
+        names = [part.strip() for part in names.split(",") if part.strip()]
+    names = list(names)
+    if not names:
+        raise ValueError(f"no samplers given; choose from {sorted(SAMPLERS)}")
+    unknown = [n for n in names if n not in SAMPLERS]
+    if unknown:
+        raise ValueError(f"unknown sampler(s) {unknown}; choose from {sorted(SAMPLERS)}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"sampler list {names} repeats a name")
+    return names
+
+
+def run_sampler(
+    spec: SamplerSpec,
+    dataset: Dataset,
+    seed: int,
+    priors: PriorsLike = None,
+    engine: str = "auto",
+    show_progress: bool = True,
+    **settings: Any,
+) -> "az.InferenceData":
+    """Run one sampler with its default settings updated by ``settings``."""
+    kw = {"chains": spec.chains, "draws": spec.draws, "warmup": spec.warmup, "thin": spec.thin, **settings}
+    if spec.family == "stan":
+        from .fitting import fit
+
+        return fit(dataset, spec.parameterization, engine=engine, seed=seed, priors=priors,
+                   show_progress=show_progress, **kw)
+    if spec.family == "metropolis":
+        from .metropolis import metropolis
+
+        return metropolis(dataset, target=spec.parameterization, seed=seed, priors=priors,
+                          show_progress=show_progress, **kw)
+    from .pymc_backend import fit_pymc
+
+    thin = int(kw.pop("thin"))
+    if thin < 1:
+        raise ValueError(f"thin={thin} must be a positive integer")
+    with warnings.catch_warnings():
+        # PyTensor from pip warns that it found no optimised BLAS: noise in a comparison's output.
+        warnings.filterwarnings("ignore", message=".*BLAS.*", category=UserWarning)
+        idata = fit_pymc(dataset, spec.parameterization, sampler=spec.method, seed=seed, priors=priors,
+                         show_progress=show_progress, **kw)
+    if thin > 1:  # PyMC keeps every draw: thin afterwards, as the other samplers do while sampling
+        idata = idata.sel(draw=slice(None, None, thin))
+        idata.attrs["thin"] = thin
+    return idata
+
+
+@dataclasses.dataclass
+class Comparison:
+    """Fits of several samplers on one dataset, and their common yardsticks."""
+
+    dataset: Dataset
+    fits: dict[str, "az.InferenceData"]
+    specs: dict[str, SamplerSpec]
+    failures: dict[str, str]
+    seed: int
+    priors: str
+
+    @property
+    def table(self) -> pd.DataFrame:
+        """One row per sampler: timings, ESS, ESS/s, R-hat, divergences, recovery."""
+        rows = []
+        for name, idata in self.fits.items():
+            st = sampler_stats(idata)
+            try:
+                rec = recovery(idata)
+                covered = f"{int(rec['covered'].sum())}/{len(rec)}"
+            except ValueError:
+                covered = "n/a"
+            rows.append({
+                "sampler": name,
+                "label": self.specs[name].label,
+                "parameterization": self.specs[name].parameterization,
+                "chains x draws": f"{st['n_chains']} x {st['n_draws']}",
+                "compile_seconds": st.get("compile_seconds"),
+                "sampling_seconds": st.get("sampling_seconds"),
+                "min_ess_bulk": st.get("min_ess_bulk"),
+                "min_ess_tail": st.get("min_ess_tail"),
+                "min_ess_bulk_per_s": st.get("min_ess_bulk_per_s"),
+                "max_rhat": st.get("max_rhat"),
+                "divergences": st.get("divergences"),
+                "recovered_90": covered,
+            })
+        for name, error in self.failures.items():
+            rows.append({"sampler": name, "label": self.specs[name].label + " (FAILED)",
+                         "parameterization": self.specs[name].parameterization, "error": error})
+        return pd.DataFrame(rows).set_index("sampler")
+
+    def speedup(self, fast: str = REFERENCE, slow: str = "metropolis-full") -> float:
+        """ESS per second of ``fast`` over that of ``slow`` (NaN if either is missing)."""
+        t = self.table
+        if fast not in t.index or slow not in t.index:
+            return float("nan")
+        return float(t.loc[fast, "min_ess_bulk_per_s"] / t.loc[slow, "min_ess_bulk_per_s"])
+
+    def cross_checks(self, reference: str = REFERENCE, threshold: float = 4.0) -> pd.DataFrame:
+        """z of every sampler's means against the reference's (combined MCSE), per parameter."""
+        from .crosscheck import cross_check
+
+        if reference not in self.fits:
+            return pd.DataFrame()
+        rows = {}
+        for name, idata in self.fits.items():
+            if name == reference:
+                continue
+            table = cross_check(self.fits[reference], idata, threshold=threshold)
+            row = {f"z_{p}": table.loc[p, "z"] for p in table.index}
+            row["passed"] = bool(table.attrs["passed"])
+            rows[name] = row
+        frame = pd.DataFrame.from_dict(rows, orient="index")
+        frame.index.name = f"vs {reference}"
+        frame.attrs["threshold"] = threshold
+        return frame
+
+    def write(self, out: str | Path, force: bool = False) -> Path:
+        """Write ``comparison.csv``/``.md``, ``cross_check.csv``/``.md``, PNGs and ``report.html``."""
+        from .compare_report import write_comparison
+
+        return write_comparison(self, out, force)
+
+
+def compare(
+    dataset: Dataset | None = None,
+    samplers: Sequence[str] | None = None,
+    seed: int | None = 0,
+    priors: PriorsLike = None,
+    engine: str = "auto",
+    preset: str | None = None,
+    settings: Mapping[str, Mapping[str, Any]] | None = None,
+    show_progress: bool = True,
+    log: Callable[[str], None] | None = None,
+) -> Comparison:
+    """Run a set of samplers on one dataset.
+
+    Parameters
+    ----------
+    dataset : Dataset, optional
+        Default: the notebook's data (:func:`hierlin_stan.simulate` with ``seed``).
+    samplers : sequence of str, optional
+        Names from :data:`SAMPLERS`; default :func:`available_samplers`.
+    seed : int
+        Seed of the data (when simulated) and of every sampler.
+    priors : optional
+        As for :func:`hierlin_stan.fit`; the same for every sampler.
+    engine : {"auto", "cmdstan", "pystan"}
+        Stan engine.
+    preset : {"notebook"}, optional
+        ``"notebook"``: the notebook's Metropolis run (full posterior, 200,000
+        iterations, first half discarded) next to Stan NUTS.
+    settings : mapping, optional
+        Per-sampler overrides, e.g. ``{"metropolis-full": {"draws": 50_000}}``.
+    show_progress : bool
+        Progress bars.
+    log : callable, optional
+        Receives one line per sampler as it starts (default: stderr when showing progress).
+
+    Returns
+    -------
+    Comparison
+        A sampler that fails is recorded in ``failures`` with its error; the others still run.
+    """
+    overrides: dict[str, dict[str, Any]] = {}
+    if preset is not None:
+        if preset not in PRESETS:
+            raise ValueError(f"preset={preset!r} is unknown; use one of {sorted(PRESETS)}")
+        samplers = PRESETS[preset]["samplers"] if samplers is None else samplers
+        overrides = {k: dict(v) for k, v in PRESETS[preset]["overrides"].items()}
+    names = check_samplers(available_samplers() if samplers is None else samplers)
+    for name, extra in (settings or {}).items():
+        check_samplers([name])
+        if name not in names:
+            raise ValueError(f"settings given for {name!r}, which is not among the samplers run {names}; "
+                             "add it to samplers or drop its settings")
+        overrides.setdefault(name, {}).update(extra)
+    seed = resolve_seed(seed)
+    prior = resolve_priors(priors)
+    if dataset is None:
+        dataset = simulate(seed=seed)
+    if log is None:
+        log = (lambda line: print(f"hierlin: {line}", file=sys.stderr)) if show_progress else (lambda line: None)
+    fits: dict[str, Any] = {}
+    failures: dict[str, str] = {}
+    for name in names:
+        spec = SAMPLERS[name]
+        log(f"running {spec.label} ...")
+        try:
+            fits[name] = run_sampler(spec, dataset, seed, prior, engine, show_progress, **overrides.get(name, {}))
+        except Exception as err:  # noqa: BLE001 - one sampler failing must not lose the others' fits
+            failures[name] = f"{type(err).__name__}: {err}"
+            log(f"{name} failed: {failures[name]}")
+    return Comparison(dataset, fits, {n: SAMPLERS[n] for n in names}, failures, seed, prior.describe())
