@@ -26,7 +26,7 @@ import pandas as pd
 
 from .diagnostics import ESS_MIN, RHAT_MAX, fit_attrs, verdict
 from .html_report import Section, figure_to_data_uri, write_report
-from .plots import plot_ess, plot_trace, plt
+from .plots import plot_ess, plot_trace, plt, save_figure
 from .plots_compare import plot_intervals_by_sampler, plot_posteriors_overlay
 from .report import staged_output, write_table
 from .utils.files import write_text_atomic
@@ -340,7 +340,8 @@ def _trace_section(comparison: "Comparison", folder: Path, judged: pd.DataFrame)
     for name, idata in comparison.fits.items():
         label = comparison.specs[name].label
         path = folder / f"trace_{name}.png"
-        plot_trace(idata, path=path)
+        # 100 dpi: one trace per sampler is embedded in report.html, keep the page light
+        save_figure(plot_trace(idata)[0, 0].figure, path, dpi=100)
         plt.close("all")
         written.append(path)
         ok = bool(judged.loc[name, "trustworthy"])
