@@ -50,6 +50,7 @@ class PyStanEngine:
             raise EngineError(why)
         self._built: set[str] = set()
         self._lock = threading.Lock()
+        _exit_cleanly_in_child_process()
 
     # ------------------------------------------------------------------ info
     def versions(self) -> dict[str, str]:
@@ -306,6 +307,29 @@ def _stop_workers() -> None:
         process.join(timeout=5)
     executor.shutdown(wait=False, cancel_futures=True)
     stub.executor = concurrent.futures.ProcessPoolExecutor(mp_context=mp.get_context("fork"), initializer=stub.init_worker)
+
+
+def _exit_cleanly_in_child_process() -> None:
+    """In a multiprocessing child (pool or Dask worker), shut httpstan's chain pool down at exit.
+
+    Such a child joins its own children when it exits, *before* the interpreter's
+    atexit hooks would shut httpstan's chain pool down, so it would wait forever.
+    A finalizer with a priority runs first and shuts that pool down.
+    """
+    import multiprocessing
+    from multiprocessing.util import Finalize
+
+    if multiprocessing.parent_process() is None:
+        return
+
+    def shutdown_httpstan() -> None:
+        import sys
+
+        stub = sys.modules.get("httpstan.services_stub")
+        if stub is not None:
+            stub.executor.shutdown(wait=True, cancel_futures=True)
+
+    Finalize(None, shutdown_httpstan, exitpriority=100)
 
 
 def program_hash_name(program: str) -> str:

@@ -1,0 +1,965 @@
+"""Simulation-based calibration (SBC; Talts et al. 2018) of any sampler of the package.
+
+The pipeline follows the SBC R package: **generator -> datasets -> backend ->
+results -> plots**, each a plain object you can inspect and save.
+
+* :class:`SBCGenerator` draws a, mu_b, sigma_b, eps from the (simulation) priors
+  and simulates one dataset with the Stan simulation program (fixed_param,
+  :func:`hierlin_stan.simulate_stan`). Simulation ``k`` uses seeds derived from
+  ``(seed, k)`` alone (:func:`simulation_seeds`), so results depend neither on the
+  executor nor on the order in which simulations finish.
+* :class:`SBCBackend` fits a dataset with one of the package's samplers
+  (``stan-marginal``, ``stan-centered``, ``stan-noncentered``,
+  ``metropolis-marginal``, ``metropolis-full``; see
+  :data:`hierlin_stan.compare.SAMPLERS`) or with any picklable callable
+  ``backend(dataset, seed) -> InferenceData``.
+* :func:`rank_record` reduces a fit to the **rank** of each true value among
+  ``n_ranks`` (L) near-independent posterior draws, plus a few summaries
+  (posterior mean and sd, min bulk-ESS, max R-hat, divergences). Draws are thinned
+  per chain by ``t = ceil(S / ESS_min)``, where S is the total number of draws and
+  ESS_min the smallest bulk-ESS of a, mu_b, sigma_b, eps, so the kept draws are
+  roughly independent; from the C * ceil(S_chain / t) thinned draws (chains
+  concatenated) L evenly spaced ones are kept. When fewer than L thinned draws
+  remain, the thinning is reduced until L remain and the record says
+  ``ess_limited`` (the ranks may then be slightly over-dispersed: give the
+  sampler more draws). The rank is the number of kept draws below the truth,
+  0..L, uniform on 0..L when the sampler is calibrated.
+* :class:`SBCResult` holds one record per simulation (a failed one with its
+  error), the ranks, the uniformity tests (:func:`uniformity`: a chi-square test
+  on binned ranks and the ECDF-difference test with simultaneous 95 % bands of
+  Säilynoja, Bürkner & Vehtari 2022) and writes the report
+  (:mod:`hierlin_stan.sbc_report`).
+
+Executors: ``"pool"`` (default; a local process pool of ``n_jobs`` workers, or
+in-process when ``n_jobs=1``) and ``"dask"`` (Dask distributed: a scheduler
+address, a ``distributed.Client``, or None to start a LocalCluster of
+``n_jobs`` single-threaded worker processes). Workers compile the Stan program
+or reuse the cached build themselves.
+
+With ``out`` set, every finished simulation is appended at once as one JSON line
+to ``out/sims.jsonl`` (the run's settings are in ``out/sbc.json``); running the
+same call again resumes: finished simulations are not redone, and asking for
+more simulations extends the run. Only ranks and summaries are kept, never the
+draws, so memory stays bounded whatever the number of simulations.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fcntl
+import json
+import math
+import numbers
+import os
+import socket
+import time
+import traceback
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .priors import Priors, PriorsLike, resolve_priors
+from .utils.files import atomic_path, write_text_atomic
+from .utils.seeds import MAX_SEED, resolve_seed
+
+__all__ = [
+    "PARAMS",
+    "SBC_SAMPLERS",
+    "DEFAULT_DESIGN",
+    "SBCGenerator",
+    "SBCBackend",
+    "SBCResult",
+    "sbc",
+    "simulation_seeds",
+    "rank_record",
+    "uniformity",
+    "ecdf_band",
+    "diffuse_prior_problems",
+]
+
+#: The hyperparameters whose calibration is checked.
+PARAMS: tuple[str, ...] = ("a", "mu_b", "sigma_b", "eps")
+#: Samplers of :data:`hierlin_stan.compare.SAMPLERS` that SBC can run.
+SBC_SAMPLERS: tuple[str, ...] = (
+    "stan-marginal", "stan-centered", "stan-noncentered", "metropolis-marginal", "metropolis-full",
+)
+#: Default SBC design: 40 points in 8 groups of 5, x ~ U(0, 10).
+DEFAULT_DESIGN: dict[str, Any] = {"n": None, "groups": [5] * 8, "x_low": 0.0, "x_high": 10.0}
+#: Default sampler settings for SBC (fewer NUTS draws than a single fit: L = 99 ranks
+#: need ESS ~ 100, and 4 x 500 marginal NUTS draws give ~1000).
+SBC_SETTINGS: dict[str, dict[str, Any]] = {
+    "stan": {"chains": 4, "draws": 500, "warmup": 500},
+    "metropolis": {},
+}
+RECORDS_FILE = "sims.jsonl"
+CONFIG_FILE = "sbc.json"
+FORMAT_VERSION = 1
+
+
+# ------------------------------------------------------------------- seeds
+def simulation_seeds(seed: int, k: int) -> tuple[int, int]:
+    """Seeds of simulation ``k``: (data simulation, fit), from ``(seed, k)`` alone.
+
+    Uses :class:`numpy.random.SeedSequence` with ``spawn_key=(k,)``, so the seeds of
+    different simulations are independent streams and do not depend on how many
+    simulations are run or where.
+    """
+    state = np.random.SeedSequence(entropy=int(seed), spawn_key=(int(k),)).generate_state(2)
+    return int(state[0] % MAX_SEED), int(state[1] % MAX_SEED)
+
+
+# --------------------------------------------------------------- generator
+@dataclasses.dataclass(frozen=True)
+class SBCGenerator:
+    """Draw hyperparameters from the priors and simulate data with Stan (fixed_param).
+
+    Attributes
+    ----------
+    priors : Priors
+        The simulating priors (must be proper; moderate ones make SBC informative).
+    n, groups, x_low, x_high
+        The design, as for :func:`hierlin_stan.simulate_stan`.
+    engine : str
+        Stan engine running the simulation program.
+    """
+
+    priors: Priors
+    n: int | None = None
+    groups: int | tuple[int, ...] | None = (5,) * 8
+    x_low: float = 0.0
+    x_high: float = 10.0
+    engine: str = "auto"
+
+    def dataset(self, seed: int) -> Any:
+        """One simulated :class:`~hierlin_stan.Dataset` (with ``truth``) for ``seed``."""
+        from .fitting import simulate_stan
+
+        groups = list(self.groups) if isinstance(self.groups, tuple) else self.groups
+        return simulate_stan(1, n=self.n, groups=groups, x_low=self.x_low, x_high=self.x_high,
+                             from_prior=True, priors=self.priors, seed=seed, engine=self.engine)[0]
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-able description (used to check that a resumed run is the same run)."""
+        return {"priors": dataclasses.asdict(self.priors), "n": self.n,
+                "groups": list(self.groups) if isinstance(self.groups, tuple) else self.groups,
+                "x_low": self.x_low, "x_high": self.x_high}
+
+
+# ----------------------------------------------------------------- backend
+@dataclasses.dataclass(frozen=True)
+class SBCBackend:
+    """Fit one dataset: a sampler of the package by name, or a callable.
+
+    Attributes
+    ----------
+    sampler : str or callable
+        A name in :data:`SBC_SAMPLERS`, or ``f(dataset, seed) -> InferenceData``
+        (picklable, i.e. a module-level function, to run in worker processes).
+    priors : Priors
+        Priors of the inference (equal to the simulating ones for a valid SBC;
+        different ones show what miscalibration looks like).
+    settings : tuple of (name, value)
+        Sampler settings (chains, draws, warmup, thin, ...).
+    engine : str
+        Stan engine.
+    """
+
+    sampler: str | Callable[..., Any]
+    priors: Priors
+    settings: tuple[tuple[str, Any], ...] = ()
+    engine: str = "auto"
+
+    @property
+    def name(self) -> str:
+        """The sampler's name (``module.function`` for a callable)."""
+        if callable(self.sampler):
+            return f"{getattr(self.sampler, '__module__', '?')}.{getattr(self.sampler, '__qualname__', repr(self.sampler))}"
+        return self.sampler
+
+    def fit(self, dataset: Any, seed: int) -> Any:
+        """Fit ``dataset`` with seed ``seed``; return InferenceData."""
+        if callable(self.sampler):
+            return self.sampler(dataset, seed)
+        from .compare import SAMPLERS, run_sampler
+
+        spec = SAMPLERS[self.sampler]
+        settings = {"keep_b": False, **dict(self.settings)}
+        return run_sampler(spec, dataset, seed, self.priors, self.engine, show_progress=False, **settings)
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-able description (used to check that a resumed run is the same run)."""
+        return {"sampler": self.name, "fit_priors": dataclasses.asdict(self.priors),
+                "settings": {k: v for k, v in self.settings}, "engine": self.engine}
+
+
+# ------------------------------------------------------------------- ranks
+def rank_record(idata: Any, truth: Mapping[str, float], n_ranks: int = 99) -> dict[str, Any]:
+    """Ranks of the true values among ``n_ranks`` thinned posterior draws, and summaries.
+
+    Parameters
+    ----------
+    idata : arviz.InferenceData
+        A fit with a, mu_b, sigma_b, eps in its posterior (chain, draw).
+    truth : mapping
+        True a, mu_b, sigma_b, eps.
+    n_ranks : int
+        L: the number of draws the truth is ranked among (ranks are 0..L).
+
+    Returns
+    -------
+    dict
+        ``ranks`` (int per parameter), ``thin``, ``ess_limited``, ``min_ess_bulk``,
+        ``max_rhat``, ``divergences``, ``post_mean``, ``post_sd``, ``z`` (posterior
+        z-score of the truth).
+
+    Notes
+    -----
+    Thinning: ``t = ceil(S / ESS_min)`` per chain (S total draws, ESS_min the smallest
+    bulk-ESS over the four parameters); L evenly spaced draws are kept from the
+    thinned draws of all chains. If fewer than L remain, ``t`` is lowered until L
+    remain and ``ess_limited`` is True.
+    """
+    from ._arviz import az
+
+    post = idata.posterior
+    chains, draws = int(post.sizes["chain"]), int(post.sizes["draw"])
+    total = chains * draws
+    if total < n_ranks:
+        raise ValueError(f"the fit has {total} draws in all but n_ranks={n_ranks}; "
+                         "give the sampler more draws or lower n_ranks")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ess = az.ess(idata, var_names=list(PARAMS), method="bulk")
+        rhat = az.rhat(idata, var_names=list(PARAMS))
+    ess_values = [float(ess[p]) for p in PARAMS]
+    min_ess = min(ess_values) if all(math.isfinite(v) for v in ess_values) else float("nan")
+    thin = max(1, math.ceil(total / min_ess)) if math.isfinite(min_ess) and min_ess > 0 else total
+    limited = False
+    while chains * math.ceil(draws / thin) < n_ranks:
+        thin -= 1
+        limited = True
+    kept = chains * math.ceil(draws / thin)
+    index = np.round(np.linspace(0, kept - 1, n_ranks)).astype(int)
+    ranks, mean, sd, z = {}, {}, {}, {}
+    for p in PARAMS:
+        values = np.asarray(post[p].values, dtype=float)
+        sample = values[:, ::thin].reshape(-1)[index]
+        ranks[p] = int(np.sum(sample < truth[p]))
+        mean[p] = float(values.mean())
+        sd[p] = float(values.std(ddof=1))
+        z[p] = float((mean[p] - truth[p]) / sd[p]) if sd[p] > 0 else float("nan")
+    divergences = None
+    if "sample_stats" in idata.groups() and "diverging" in idata.sample_stats:
+        divergences = int(np.asarray(idata.sample_stats["diverging"].values).sum())
+    rhats = [float(rhat[p]) for p in PARAMS]
+    return {
+        "ranks": ranks,
+        "thin": int(thin),
+        "ess_limited": bool(limited),
+        "min_ess_bulk": _finite_or_none(min_ess),
+        "max_rhat": _finite_or_none(max(rhats) if all(math.isfinite(r) for r in rhats) else float("nan")),
+        "divergences": divergences,
+        "post_mean": mean,
+        "post_sd": sd,
+        "z": z,
+    }
+
+
+def _finite_or_none(value: float) -> float | None:
+    return float(value) if math.isfinite(value) else None
+
+
+# ------------------------------------------------------------ one simulation
+@dataclasses.dataclass(frozen=True)
+class SimTask:
+    """Everything a worker needs for simulation ``k`` (picklable)."""
+
+    k: int
+    seed: int
+    generator: SBCGenerator
+    backend: SBCBackend
+    n_ranks: int
+
+
+def run_simulation(task: SimTask) -> dict[str, Any]:
+    """Simulate, fit and rank simulation ``task.k``; a failure becomes a record with its error.
+
+    Runs in a worker (process pool or Dask). Never raises for a failing simulation
+    (KeyboardInterrupt still propagates).
+    """
+    sim_seed, fit_seed = simulation_seeds(task.seed, task.k)
+    record: dict[str, Any] = {"sim": task.k, "sim_seed": sim_seed, "fit_seed": fit_seed,
+                              "host": socket.gethostname(), "pid": os.getpid()}
+    start = time.perf_counter()
+    stage = "simulate"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            dataset = task.generator.dataset(sim_seed)
+            record["truth"] = dict(dataset.truth)
+            stage = "fit"
+            idata = task.backend.fit(dataset, fit_seed)
+            stage = "rank"
+            record.update(rank_record(idata, dataset.truth, task.n_ranks))
+            record["engine"] = str(idata.attrs.get("engine", "numpy"))
+        record["status"] = "ok"
+        record["error"] = None
+    except Exception as err:  # recorded, not dropped: the user sees which simulation failed and why
+        message = f"{type(err).__name__}: {err}"
+        if "daemonic processes are not allowed to have children" in message:
+            message += (" -- the worker process is daemonic, so PyStan cannot start its chain processes; "
+                        "start Dask workers with DASK_DISTRIBUTED__WORKER__DAEMON=False (the LocalCluster "
+                        "that hierlin_stan starts does this)")
+        record.update(status="failed", stage=stage, error=message,
+                      traceback="".join(traceback.format_exception(err)[-6:])[-4000:])
+    record["seconds"] = time.perf_counter() - start
+    return record
+
+
+def _init_worker(engine: str, program: str | None) -> None:
+    """Process-pool initializer: build (or find cached) the Stan programs once per worker."""
+    warnings.simplefilter("ignore")
+    from .engines import get_engine
+
+    eng = get_engine(engine, verbose=False)
+    for name in ("simulate",) + ((program,) if program else ()):
+        eng.compile(name)
+
+
+# -------------------------------------------------------------------- run
+def sbc(
+    n_sims: int = 200,
+    sampler: str | Callable[..., Any] = "stan-marginal",
+    priors: PriorsLike = "weakly_informative",
+    design: Mapping[str, Any] | None = None,
+    seed: int = 0,
+    executor: Any = "pool",
+    n_jobs: int | None = None,
+    out: str | os.PathLike[str] | None = None,
+    n_ranks: int = 99,
+    sampler_settings: Mapping[str, Any] | None = None,
+    fit_priors: PriorsLike = None,
+    engine: str = "auto",
+    scheduler: Any = None,
+    retry_failed: bool = False,
+    overwrite: bool = False,
+    show_progress: bool = True,
+) -> "SBCResult":
+    """Run simulation-based calibration.
+
+    Parameters
+    ----------
+    n_sims : int
+        K, the number of simulations (>= 200 for a real check; fewer for a smoke run).
+    sampler : str or callable
+        A name in :data:`SBC_SAMPLERS` (default ``"stan-marginal"``), or a picklable
+        ``f(dataset, seed) -> InferenceData``.
+    priors : None, str, mapping or Priors
+        Simulating priors, used for inference too unless ``fit_priors`` is given.
+        Default ``"weakly_informative"``. Diffuse priors (such as the notebook's)
+        trigger a warning: SBC needs proper, moderate priors.
+    design : mapping, optional
+        ``n``, ``groups``, ``x_low``, ``x_high`` as for :func:`hierlin_stan.simulate_stan`;
+        default :data:`DEFAULT_DESIGN` (40 points in 8 groups of 5).
+    seed : int
+        Master seed; simulation k uses :func:`simulation_seeds` (seed, k).
+    executor : {"pool", "dask"} or distributed.Client
+        Where simulations run: a local process pool, or Dask distributed.
+    n_jobs : int, optional
+        Pool workers, or LocalCluster workers for ``executor="dask"`` without a
+        scheduler. Default: the number of CPUs. ``n_jobs=1`` runs in this process.
+    out : path, optional
+        Folder for the incremental records (``sims.jsonl``) and settings
+        (``sbc.json``). Running again with the same settings resumes.
+    n_ranks : int
+        L, the number of thinned posterior draws each truth is ranked among.
+    sampler_settings : mapping, optional
+        Sampler settings (``chains``, ``draws``, ``warmup``, ``thin``, ...), over the
+        SBC defaults (Stan: 4 chains x 500 draws, 500 warm-up).
+    fit_priors : optional
+        Priors of the inference when they should differ from the simulating ones
+        (to see miscalibration). Default: ``priors``.
+    engine : {"auto", "cmdstan", "pystan"}
+        Stan engine (simulation and Stan samplers).
+    scheduler : str or distributed.Client, optional
+        With ``executor="dask"``: a scheduler address (``"tcp://host:8786"``) or a
+        Client. None starts a LocalCluster.
+    retry_failed : bool
+        On resume, run again the simulations recorded as failed.
+    overwrite : bool
+        Discard the records in ``out`` when its settings differ, instead of raising.
+    show_progress : bool
+        A progress bar over simulations.
+
+    Returns
+    -------
+    SBCResult
+        Records of simulations 0..n_sims-1 (failed ones included with their error).
+
+    Raises
+    ------
+    ValueError
+        For bad arguments, or when ``out`` holds a run with other settings.
+    """
+    n_sims = _positive_int(n_sims, "n_sims")
+    n_ranks = _positive_int(n_ranks, "n_ranks")
+    if n_ranks < 9:
+        raise ValueError(f"n_ranks={n_ranks} is too small to test uniformity; use at least 9 (default 99)")
+    seed = resolve_seed(seed)
+    prior = resolve_priors(priors)
+    fit_prior = prior if fit_priors is None else resolve_priors(fit_priors)
+    problems = diffuse_prior_problems(prior)
+    if problems:
+        warnings.warn(
+            "SBC needs proper, moderate priors, but these are diffuse: " + "; ".join(problems)
+            + ". Simulated datasets then span absurd scales and ranks say little about the sampler. "
+            "Use priors='weakly_informative' (CLI: --priors weakly_informative) or a Priors(...) on the scale of your data.",
+            UserWarning, stacklevel=2,
+        )
+    generator = _make_generator(design, prior, engine)
+    backend = _make_backend(sampler, fit_prior, sampler_settings, engine)
+    _check_enough_draws(backend, n_ranks)
+    kind, client = _check_executor(executor, scheduler)
+    if n_jobs is None:
+        n_jobs = os.cpu_count() or 1
+    n_jobs = _positive_int(n_jobs, "n_jobs")
+    config = {"format": FORMAT_VERSION, "seed": seed, "n_ranks": n_ranks,
+              "generator": generator.describe(), "backend": backend.describe()}
+
+    store = _RecordStore(Path(out), config, overwrite) if out is not None else None
+    start = time.perf_counter()
+    with (store.locked() if store else _nullcontext()):
+        done = store.read() if store else {}
+        todo = [k for k in range(n_sims)
+                if k not in done or (retry_failed and done[k].get("status") != "ok")]
+        tasks = [SimTask(k, seed, generator, backend, n_ranks) for k in todo]
+        records = {k: done[k] for k in range(n_sims) if k in done}
+        bar = _progress(len(tasks), f"SBC {backend.name}", show_progress)
+        try:
+            for record in _execute(tasks, kind, client, n_jobs, engine, backend):
+                if store:
+                    store.append(record)
+                records[record["sim"]] = record
+                if bar is not None:
+                    bar.update(1)
+        finally:
+            if bar is not None:
+                bar.close()
+    result = SBCResult([records[k] for k in sorted(records)], config,
+                       wall_seconds=time.perf_counter() - start, n_run=len(tasks),
+                       executor=kind if kind != "dask" else f"dask ({_client_label(client, n_jobs)})",
+                       n_jobs=n_jobs, out=Path(out) if out is not None else None)
+    return result
+
+
+def diffuse_prior_problems(priors: Priors) -> list[str]:
+    """Why ``priors`` are too diffuse for SBC (empty when they are fine).
+
+    Heuristic on the scale of the package's designs (x in [0, 10]): normal scales
+    of a, mu_b above 100, or scale priors above 50.
+    """
+    problems = []
+    for name in ("a_scale", "mu_b_scale"):
+        value = getattr(priors, name)
+        if value > 100:
+            problems.append(f"{name.replace('_scale', '')} has prior sd {value:g}")
+    for name in ("sigma_b", "eps"):
+        value = getattr(priors, f"{name}_scale")
+        family = getattr(priors, f"{name}_family")
+        if value > 50:
+            problems.append(f"{name} ~ {'U(0, ' if family == 'uniform' else 'half-normal(0, '}{value:g})")
+    return problems
+
+
+def _make_generator(design: Mapping[str, Any] | None, prior: Priors, engine: str) -> SBCGenerator:
+    from .data import _group_sizes
+
+    spec = dict(DEFAULT_DESIGN)
+    if design is not None:
+        if not isinstance(design, Mapping):
+            raise ValueError(f"design={design!r} must be a mapping with keys {sorted(DEFAULT_DESIGN)}")
+        unknown = sorted(set(design) - set(DEFAULT_DESIGN))
+        if unknown:
+            raise ValueError(f"design has unknown key(s) {unknown}; use {sorted(DEFAULT_DESIGN)}")
+        if "n" in design and "groups" not in design:
+            spec["groups"] = None  # n alone: one slope per point, as in simulate_stan
+        spec.update(design)
+    _group_sizes(spec["n"], spec["groups"])  # validates, raising ValueError naming the problem
+    for name in ("x_low", "x_high"):
+        if not isinstance(spec[name], numbers.Real) or not math.isfinite(spec[name]):
+            raise ValueError(f"design {name}={spec[name]!r} must be a finite number")
+    if not spec["x_high"] > spec["x_low"]:
+        raise ValueError(f"design x_high={spec['x_high']} must be greater than x_low={spec['x_low']}")
+    groups = spec["groups"]
+    if groups is not None and not isinstance(groups, numbers.Integral):
+        groups = tuple(int(g) for g in groups)
+    from .engines import ENGINES
+
+    if engine not in ENGINES:
+        raise ValueError(f"engine={engine!r} is unknown; use one of {list(ENGINES)}")
+    return SBCGenerator(prior, spec["n"], groups, float(spec["x_low"]), float(spec["x_high"]), engine)
+
+
+def _make_backend(sampler: Any, prior: Priors, settings: Mapping[str, Any] | None, engine: str) -> SBCBackend:
+    if callable(sampler):
+        return SBCBackend(sampler, prior, tuple(sorted((settings or {}).items())), engine)
+    if sampler not in SBC_SAMPLERS:
+        raise ValueError(f"sampler={sampler!r} cannot be calibrated here; choose one of {list(SBC_SAMPLERS)} "
+                         "or pass a function f(dataset, seed) -> InferenceData")
+    from .compare import SAMPLERS
+
+    family = SAMPLERS[sampler].family
+    merged = {**SBC_SETTINGS.get(family, {}), **dict(settings or {})}
+    allowed = {"chains", "draws", "warmup", "thin", "adapt"} if family == "metropolis" else {"chains", "draws", "warmup", "thin"}
+    unknown = sorted(set(merged) - allowed)
+    if unknown:
+        raise ValueError(f"sampler_settings has unknown key(s) {unknown} for {sampler}; use {sorted(allowed)}")
+    for key in ("chains", "draws", "warmup", "thin"):
+        if key in merged:
+            _positive_int(merged[key], f"sampler_settings[{key!r}]")
+    return SBCBackend(sampler, prior, tuple(sorted(merged.items())), engine)
+
+
+def _check_enough_draws(backend: SBCBackend, n_ranks: int) -> None:
+    """A named sampler must keep at least L draws per fit (known before running)."""
+    if callable(backend.sampler):
+        return
+    from .compare import SAMPLERS
+
+    spec = SAMPLERS[backend.sampler]
+    kw = {"chains": spec.chains, "draws": spec.draws, "thin": spec.thin, **dict(backend.settings)}
+    kept = kw["chains"] * math.ceil(kw["draws"] / kw["thin"])
+    if kept < n_ranks:
+        raise ValueError(
+            f"{backend.sampler} keeps {kw['chains']} chains x ceil({kw['draws']} draws / thin {kw['thin']}) = {kept} "
+            f"draws per fit, fewer than n_ranks={n_ranks}; raise draws, lower thin, or lower n_ranks"
+        )
+
+
+def _check_executor(executor: Any, scheduler: Any) -> tuple[str, Any]:
+    if isinstance(executor, str):
+        if executor not in ("pool", "dask"):
+            raise ValueError(f"executor={executor!r} is unknown; use 'pool' (local processes) or 'dask' "
+                             "(with scheduler= an address, a distributed.Client, or None for a LocalCluster)")
+        if executor == "pool" and scheduler is not None:
+            raise ValueError("scheduler= is only used with executor='dask'")
+        return executor, scheduler
+    try:
+        from distributed import Client
+    except ImportError:
+        Client = None
+    if Client is not None and isinstance(executor, Client):
+        return "dask", executor
+    raise ValueError(f"executor={executor!r} is not understood; use 'pool', 'dask' or a distributed.Client")
+
+
+def _positive_int(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name}={value!r} must be an integer >= 1")
+    return int(value)
+
+
+# --------------------------------------------------------------- executors
+def _execute(tasks: list[SimTask], kind: str, client: Any, n_jobs: int, engine: str,
+             backend: SBCBackend) -> Iterator[dict[str, Any]]:
+    """Yield records as simulations finish."""
+    if not tasks:
+        return
+    program = None
+    if isinstance(backend.sampler, str):
+        from .compare import SAMPLERS
+
+        spec = SAMPLERS[backend.sampler]
+        program = spec.parameterization if spec.family == "stan" else None
+    if kind == "pool":
+        yield from _execute_pool(tasks, n_jobs, engine, program)
+    else:
+        yield from _execute_dask(tasks, client, n_jobs)
+
+
+def _execute_pool(tasks: list[SimTask], n_jobs: int, engine: str, program: str | None) -> Iterator[dict[str, Any]]:
+    if n_jobs == 1 or len(tasks) == 1:
+        for task in tasks:
+            yield run_simulation(task)
+        return
+    import concurrent.futures
+    import multiprocessing as mp
+
+    # spawn, not fork: the parent may hold httpstan's sampling pool and threads.
+    pool = concurrent.futures.ProcessPoolExecutor(
+        max_workers=min(n_jobs, len(tasks)), mp_context=mp.get_context("spawn"),
+        initializer=_init_worker, initargs=(engine, program),
+    )
+    try:
+        futures = {pool.submit(run_simulation, task): task for task in tasks}
+        for future in concurrent.futures.as_completed(futures):
+            yield _result_or_failure(future, futures[future])
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _execute_dask(tasks: list[SimTask], client: Any, n_jobs: int) -> Iterator[dict[str, Any]]:
+    try:
+        import dask
+        from distributed import Client, LocalCluster, as_completed
+    except ImportError:
+        raise ValueError("executor='dask' needs Dask distributed: pip install 'hierlin_stan[dask]' "
+                         "(or pip install 'dask[distributed]')") from None
+    cluster = None
+    own_client = False
+    if client is None:
+        # PyStan runs chains in child processes, which daemonic workers may not start.
+        with dask.config.set({"distributed.worker.daemon": False}):
+            cluster = LocalCluster(n_workers=n_jobs, threads_per_worker=1, processes=True,
+                                   dashboard_address=None)
+        client = Client(cluster)
+        own_client = True
+    elif isinstance(client, str):
+        client = Client(client)
+        own_client = True
+    try:
+        futures = client.map(run_simulation, tasks, pure=False, key=[f"sbc-sim-{t.k}-{os.getpid()}-{time.time_ns()}" for t in tasks])
+        by_key = {f.key: t for f, t in zip(futures, tasks)}
+        try:
+            for future in as_completed(futures):
+                yield _result_or_failure(future, by_key[future.key])
+        finally:
+            client.cancel(futures)
+    finally:
+        if own_client:
+            client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def _result_or_failure(future: Any, task: SimTask) -> dict[str, Any]:
+    """The record of a finished future; a crashed worker becomes a failed record."""
+    try:
+        return future.result()
+    except Exception as err:
+        sim_seed, fit_seed = simulation_seeds(task.seed, task.k)
+        return {"sim": task.k, "sim_seed": sim_seed, "fit_seed": fit_seed, "status": "failed",
+                "stage": "worker", "error": f"{type(err).__name__}: {err}", "seconds": None}
+
+
+def _client_label(client: Any, n_jobs: int) -> str:
+    if client is None:
+        return f"LocalCluster, {n_jobs} workers"
+    return str(getattr(client, "scheduler", None) and client.scheduler.address or client)
+
+
+def _progress(total: int, desc: str, enabled: bool) -> Any:
+    from .utils.progress import progress_bar
+
+    bar = progress_bar(total, desc, enabled and total > 0)
+    if bar is not None:
+        bar.unit = "sim"
+    return bar
+
+
+class _nullcontext:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+
+# ---------------------------------------------------------------- storage
+class _RecordStore:
+    """``out/sbc.json`` (settings) and ``out/sims.jsonl`` (one JSON line per simulation)."""
+
+    def __init__(self, folder: Path, config: dict[str, Any], overwrite: bool) -> None:
+        if folder.exists() and not folder.is_dir():
+            raise ValueError(f"out={folder} is a file; give a folder for the SBC records")
+        self.folder = folder
+        self.config = config
+        self.overwrite = overwrite
+        self.records = folder / RECORDS_FILE
+        self.settings = folder / CONFIG_FILE
+
+    def locked(self) -> Any:
+        import contextlib
+
+        @contextlib.contextmanager
+        def lock() -> Iterator[None]:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            with open(self.folder / ".lock", "a+") as handle:
+                try:
+                    fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    raise ValueError(f"another SBC run is writing to {self.folder}; wait for it or use another out folder") from None
+                try:
+                    yield
+                finally:
+                    fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+        return lock()
+
+    def read(self) -> dict[int, dict[str, Any]]:
+        """Check the settings, repair a torn last line, return finished records by simulation."""
+        if self.settings.exists():
+            old = json.loads(self.settings.read_text(encoding="utf-8"))
+            if old != _jsonable(self.config):
+                if not self.overwrite:
+                    diff = sorted(k for k in set(old) | set(self.config) if old.get(k) != _jsonable(self.config).get(k))
+                    raise ValueError(
+                        f"{self.folder} holds an SBC run with other settings (differing: {diff}); "
+                        "use another out folder, or overwrite=True (CLI: --force) to discard its records"
+                    )
+                self.records.unlink(missing_ok=True)
+        write_text_atomic(self.settings, json.dumps(_jsonable(self.config), indent=1, sort_keys=True) + "\n")
+        return _read_records(self.records, repair=True)
+
+    def append(self, record: dict[str, Any]) -> None:
+        """Append one record as one line, flushed and fsynced before returning."""
+        line = json.dumps(_jsonable(record), sort_keys=True) + "\n"
+        fd = os.open(self.records, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line.encode("utf-8"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _read_records(path: Path, repair: bool = False) -> dict[int, dict[str, Any]]:
+    """Records by simulation from a JSON-lines file; a torn (unparsable) line is dropped.
+
+    With ``repair`` the file is rewritten atomically without such lines, so that new
+    appends start on a fresh line. A later record of the same simulation wins.
+    """
+    if not path.exists():
+        return {}
+    good, bad = [], 0
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            int(record["sim"])
+        except (ValueError, KeyError, TypeError):
+            bad += 1
+            continue
+        good.append(record)
+    text = path.read_bytes()
+    if repair and (bad or (text and not text.endswith(b"\n"))):
+        warnings.warn(f"{path}: dropped {bad} incomplete record(s) (an interrupted write); they will be rerun",
+                      stacklevel=3)
+        with atomic_path(path) as tmp:
+            tmp.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in good), encoding="utf-8")
+    return {int(r["sim"]): r for r in good}
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+# --------------------------------------------------------------- uniformity
+def default_bins(n_sims: int, n_ranks: int) -> int:
+    """Bins for the chi-square test: a divisor of L + 1, at most 20, >= 5 expected per bin."""
+    cap = max(2, min(20, n_sims // 5))
+    divisors = [b for b in range(2, cap + 1) if (n_ranks + 1) % b == 0]
+    return max(divisors) if divisors else cap
+
+
+def ecdf_band(n_sims: int, n_ranks: int, prob: float = 0.95) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Simultaneous ``prob`` band for the ECDF of ``n_sims`` uniform ranks on 0..L.
+
+    Returns ``(z, lower, upper)``: fractional ranks z = (r + 1) / (L + 1) for
+    r = 0..L-1 and the band of the ECDF there (Säilynoja, Bürkner & Vehtari 2022,
+    the optimised method of :func:`arviz.stats.ecdf_utils.ecdf_confidence_band`;
+    deterministic).
+    """
+    return _ecdf_band_cached(int(n_sims), int(n_ranks), float(prob))
+
+
+_BANDS: dict[tuple[int, int, float], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+
+
+def _ecdf_band_cached(n_sims: int, n_ranks: int, prob: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    key = (n_sims, n_ranks, prob)
+    if key not in _BANDS:
+        from arviz.stats.ecdf_utils import ecdf_confidence_band
+
+        r = np.arange(n_ranks)
+        z = (r + 1) / (n_ranks + 1)
+        lower, upper = ecdf_confidence_band(n_sims, r, z, prob=prob, method="optimized")
+        _BANDS[key] = (z, np.asarray(lower, float), np.asarray(upper, float))
+    return _BANDS[key]
+
+
+def uniformity(ranks: pd.DataFrame, n_ranks: int, bins: int | None = None, prob: float = 0.95) -> pd.DataFrame:
+    """Test each column of ``ranks`` (integers 0..L) for uniformity.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Per parameter: ``n_sims``, ``bins``, ``chi2``, ``df``, ``p_value`` (chi-square on
+        binned ranks), ``ecdf_in_band`` (the ECDF stays inside the simultaneous
+        ``prob`` band), ``max_ecdf_diff`` and ``calibrated`` (p >= 0.01 and in band).
+    """
+    from scipy import stats
+
+    rows = {}
+    for param in ranks.columns:
+        r = ranks[param].dropna().to_numpy(dtype=int)
+        k = r.size
+        if k == 0:
+            continue
+        if r.min() < 0 or r.max() > n_ranks:
+            raise ValueError(f"ranks of {param} must lie in 0..{n_ranks}")
+        b = bins or default_bins(k, n_ranks)
+        which = r * b // (n_ranks + 1)
+        width = np.bincount(np.arange(n_ranks + 1) * b // (n_ranks + 1), minlength=b)
+        observed = np.bincount(which, minlength=b)
+        expected = k * width / (n_ranks + 1)
+        chi2, p_value = stats.chisquare(observed, expected)
+        z, lower, upper = ecdf_band(k, n_ranks, prob)
+        ecdf = np.searchsorted(np.sort(r), np.arange(n_ranks), side="right") / k
+        in_band = bool(np.all((ecdf >= lower - 1e-12) & (ecdf <= upper + 1e-12)))
+        rows[param] = {"n_sims": k, "bins": b, "chi2": float(chi2), "df": b - 1, "p_value": float(p_value),
+                       "ecdf_in_band": in_band, "max_ecdf_diff": float(np.max(np.abs(ecdf - z))),
+                       "calibrated": bool(p_value >= 0.01 and in_band)}
+    frame = pd.DataFrame.from_dict(rows, orient="index")
+    frame.index.name = "parameter"
+    return frame
+
+
+# ------------------------------------------------------------------ result
+class SBCResult:
+    """Records of an SBC run, their ranks and uniformity tests.
+
+    Attributes
+    ----------
+    records : list of dict
+        One per simulation, sorted by ``sim``: seeds, truth, ranks, summaries,
+        ``status`` ("ok" or "failed") and ``error``.
+    config : dict
+        Seed, L, generator and backend settings.
+    wall_seconds : float
+        Wall time of this call (the simulations it ran, not resumed ones).
+    n_run : int
+        Simulations run by this call (the others were read from ``out``).
+    """
+
+    def __init__(self, records: Sequence[dict[str, Any]], config: dict[str, Any], wall_seconds: float = float("nan"),
+                 n_run: int = 0, executor: str = "", n_jobs: int = 1, out: Path | None = None) -> None:
+        self.records = list(records)
+        self.config = config
+        self.wall_seconds = wall_seconds
+        self.n_run = n_run
+        self.executor = executor
+        self.n_jobs = n_jobs
+        self.out = out
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike[str]) -> "SBCResult":
+        """Read the records of a run from its folder (``sbc.json`` and ``sims.jsonl``)."""
+        folder = Path(folder)
+        if not (folder / CONFIG_FILE).is_file():
+            raise ValueError(f"{folder} holds no SBC run (no {CONFIG_FILE}); run hierlin_stan.sbc(out={str(folder)!r}) first")
+        config = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
+        records = _read_records(folder / RECORDS_FILE)
+        return cls([records[k] for k in sorted(records)], config, out=folder)
+
+    def __repr__(self) -> str:
+        return (f"SBCResult({self.config['backend']['sampler']}, {len(self.ok)} ok / {len(self.records)} simulations, "
+                f"L={self.n_ranks})")
+
+    @property
+    def n_ranks(self) -> int:
+        """L: ranks lie in 0..L."""
+        return int(self.config["n_ranks"])
+
+    @property
+    def ok(self) -> list[dict[str, Any]]:
+        """Records of the simulations that finished."""
+        return [r for r in self.records if r.get("status") == "ok"]
+
+    @property
+    def failures(self) -> pd.DataFrame:
+        """One row per failed simulation: stage and error."""
+        rows = [{"sim": r["sim"], "stage": r.get("stage"), "error": r.get("error")}
+                for r in self.records if r.get("status") != "ok"]
+        return pd.DataFrame(rows, columns=["sim", "stage", "error"]).set_index("sim")
+
+    @property
+    def ranks(self) -> pd.DataFrame:
+        """Ranks (0..L), one row per finished simulation, one column per parameter."""
+        frame = pd.DataFrame([{**{"sim": r["sim"]}, **r["ranks"]} for r in self.ok], columns=["sim", *PARAMS])
+        return frame.set_index("sim").astype(int)
+
+    @property
+    def table(self) -> pd.DataFrame:
+        """Per finished simulation: truth, ranks, posterior mean/sd/z, ESS, R-hat, divergences, thinning."""
+        rows = []
+        for r in self.ok:
+            row: dict[str, Any] = {"sim": r["sim"], "sim_seed": r["sim_seed"], "fit_seed": r["fit_seed"]}
+            for p in PARAMS:
+                row[f"true_{p}"] = r["truth"][p]
+                row[f"rank_{p}"] = r["ranks"][p]
+            for p in PARAMS:
+                row[f"mean_{p}"] = r["post_mean"][p]
+                row[f"sd_{p}"] = r["post_sd"][p]
+                row[f"z_{p}"] = r["z"][p]
+            row.update(min_ess_bulk=r.get("min_ess_bulk"), max_rhat=r.get("max_rhat"),
+                       divergences=r.get("divergences"), thin=r.get("thin"), ess_limited=r.get("ess_limited"),
+                       seconds=r.get("seconds"))
+            rows.append(row)
+        return pd.DataFrame(rows).set_index("sim") if rows else pd.DataFrame()
+
+    def uniformity(self, bins: int | None = None, prob: float = 0.95) -> pd.DataFrame:
+        """Chi-square p-value and simultaneous ECDF-band check per parameter (:func:`uniformity`)."""
+        return uniformity(self.ranks, self.n_ranks, bins, prob)
+
+    @property
+    def calibrated(self) -> bool:
+        """True when every parameter passes (chi-square p >= 0.01 and ECDF inside its 95 % band)."""
+        u = self.uniformity()
+        return bool(len(u) and u["calibrated"].all())
+
+    def summary(self) -> dict[str, Any]:
+        """Counts and diagnostics of the run in one dict."""
+        t = self.table
+        return {
+            "sampler": self.config["backend"]["sampler"],
+            "n_sims": len(self.records),
+            "n_ok": len(self.ok),
+            "n_failed": len(self.records) - len(self.ok),
+            "n_ranks": self.n_ranks,
+            "n_ess_limited": int(t["ess_limited"].sum()) if len(t) else 0,
+            "n_with_divergences": int((t["divergences"].fillna(0) > 0).sum()) if len(t) else 0,
+            "median_min_ess_bulk": float(t["min_ess_bulk"].median()) if len(t) else float("nan"),
+            "wall_seconds": self.wall_seconds,
+            "fit_seconds_total": float(t["seconds"].sum()) if len(t) else float("nan"),
+        }
+
+    def plot(self, path: str | os.PathLike[str] | None = None, kind: str = "both") -> Any:
+        """Rank histograms and/or ECDF-difference plots per parameter (:func:`sbc_plots.plot_sbc`)."""
+        from .sbc_plots import plot_sbc
+
+        return plot_sbc(self.ranks, self.n_ranks, kind=kind, path=path, title=self.title())
+
+    def title(self) -> str:
+        """One line naming sampler, priors and K."""
+        return f"SBC of {self.config['backend']['sampler']}: K = {len(self.ok)} simulations, L = {self.n_ranks}"
+
+    def write(self, out: str | os.PathLike[str] | None = None) -> Path:
+        """Write ranks/records CSV, uniformity table, plots and ``report.html`` (each atomically)."""
+        from .sbc_report import write_sbc_report
+
+        folder = Path(out) if out is not None else self.out
+        if folder is None:
+            raise ValueError("SBCResult.write needs a folder: pass out=")
+        return write_sbc_report(self, folder)
