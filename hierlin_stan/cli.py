@@ -1,4 +1,4 @@
-"""The ``hierlin`` command line: demo, simulate, fit, install-cmdstan."""
+"""The ``hierlin`` command line: demo, simulate, fit, bench, install-cmdstan, ..."""
 
 from __future__ import annotations
 
@@ -80,6 +80,50 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--out", default=None, help="output folder (default: <data name>_fit)")
     _add_sampling_args(fit)
     fit.set_defaults(func=cmd_fit)
+
+    cmp = sub.add_parser("compare", help="run several samplers on one dataset: table, plots, HTML report")
+    cmp.add_argument("--samplers", default=None, metavar="A,B,...",
+                     help="comma-separated sampler names (default: every one installed); --samplers list names them")
+    cmp.add_argument("--preset", default=None, help="notebook: the notebook's Metropolis run (200,000 iterations) next to NUTS")
+    cmp.add_argument("--out", default="hierlin_compare", help="output folder (default: hierlin_compare)")
+    cmp.add_argument("--force", action="store_true", help="replace an existing output folder")
+    cmp.add_argument("--seed", type=int, default=None, help=f"seed of the data and every sampler (default {DEMO_SEED}, as demo)")
+    cmp.add_argument("--engine", default="auto", help="Stan engine: auto (default), cmdstan or pystan")
+    cmp.add_argument("--quiet", action="store_true", help="no progress bars or progress lines")
+    cmp.set_defaults(func=cmd_compare, seed=DEMO_SEED)
+
+    sbc = sub.add_parser("sbc", help="simulation-based calibration of a sampler: ranks, p-values, plots, HTML")
+    sbc.add_argument("--n-sims", type=int, default=200, help="simulations K (default 200)")
+    sbc.add_argument("--sampler", default="stan-marginal",
+                     help="stan-marginal (default), stan-centered, stan-noncentered, metropolis-marginal, metropolis-full")
+    sbc.add_argument("--priors", default="weakly_informative", help="simulating priors: weakly_informative (default) or notebook")
+    sbc.add_argument("--prior", action="append", default=[], metavar="FIELD=VALUE", help="override one prior field")
+    sbc.add_argument("--fit-priors", default=None, help="fit with other priors than simulated (shows miscalibration)")
+    sbc.add_argument("--n", type=int, default=None, help="observations per dataset (default: 8 groups of 5)")
+    sbc.add_argument("--groups", default=None, help="J (equal groups) or comma-separated group sizes")
+    sbc.add_argument("--chains", type=int, default=None, help="chains per fit (default 4)")
+    sbc.add_argument("--draws", type=int, default=None, help="draws per chain (default 500 for NUTS)")
+    sbc.add_argument("--warmup", type=int, default=None, help="warmup per chain (default 500 for NUTS)")
+    sbc.add_argument("--thin", type=int, default=None, help="keep every thin-th draw (default 1 for NUTS, 5 for Metropolis)")
+    sbc.add_argument("--n-ranks", type=int, default=99, help="L, posterior draws each truth is ranked among (default 99)")
+    sbc.add_argument("--executor", default="pool", help="pool (default: local processes) or dask")
+    sbc.add_argument("--scheduler", default=None, help="with --executor dask: scheduler address (default: a LocalCluster)")
+    sbc.add_argument("--n-jobs", type=int, default=2, help="worker processes (default 2)")
+    sbc.add_argument("--out", default="hierlin_sbc", help="output folder; rerunning resumes (default: hierlin_sbc)")
+    sbc.add_argument("--force", action="store_true", help="discard earlier records in --out made with other settings")
+    sbc.add_argument("--seed", type=int, default=0, help="master seed (default 0)")
+    sbc.add_argument("--engine", default="auto", help="Stan engine: auto (default), cmdstan or pystan")
+    sbc.add_argument("--quiet", action="store_true", help="no progress bar")
+    sbc.set_defaults(func=cmd_sbc)
+
+    bench = sub.add_parser("bench", help="benchmark: ESS/s per sampler, seconds and ESS/s vs N (table + log-log plots)")
+    bench.add_argument("--quick", action="store_true", help="about a minute (short runs, small N) instead of ~10")
+    bench.add_argument("--out", default="hierlin_bench", help="output folder (default: hierlin_bench)")
+    bench.add_argument("--samplers", default=None, help="comma-separated sampler names (default: all available)")
+    bench.add_argument("--engine", default="auto", help="Stan engine: auto (default), cmdstan or pystan")
+    bench.add_argument("--force", action="store_true", help="replace an existing output folder")
+    bench.add_argument("--quiet", action="store_true", help="no progress lines")
+    bench.set_defaults(func=cmd_bench)
 
     inst = sub.add_parser("install-cmdstan", help="install CmdStan with cmdstanpy (needs internet access to GitHub)")
     from .engines.cmdstan_engine import CMDSTAN_VERSION
@@ -173,6 +217,76 @@ def cmd_fit(args: argparse.Namespace) -> int:
         result = write_fit_report(idata, folder, args.parameterization)
     print(result["verdict"])
     print(f"\nwrote {out}/")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    """Run the chosen samplers on one dataset, write the report folder, print the table."""
+    from .compare import compare
+    from .compare_report import check_output, display_table, headline, parse_samplers
+
+    start = time.perf_counter()
+    names = parse_samplers(args.samplers)
+    check_output(args.out, args.force)  # fail now, not after minutes of sampling
+    result = compare(samplers=names, seed=args.seed, engine=args.engine, preset=args.preset,
+                     show_progress=not args.quiet)
+    out = result.write(args.out, force=args.force)
+    print(display_table(result).to_string())
+    print()
+    print("\n".join(("[OK] " if ok else "[!!] " if ok is False else "") + text for text, ok in headline(result)))
+    print(f"\nwrote {out}/ in {time.perf_counter() - start:.1f} s: open {out / 'report.html'}")
+    return 0
+
+
+def cmd_sbc(args: argparse.Namespace) -> int:
+    """Run (or resume) simulation-based calibration and write its report."""
+    import warnings
+
+    from .sbc import diffuse_prior_problems, sbc
+
+    design: dict[str, Any] = {}
+    if args.n is not None:
+        design["n"] = args.n
+    if args.groups is not None:
+        design["groups"] = _parse_groups(args.groups)
+    settings = {k: getattr(args, k) for k in ("chains", "draws", "warmup", "thin") if getattr(args, k) is not None}
+    priors = _priors(args)
+    problems = diffuse_prior_problems(priors)
+    if problems:  # always shown, as one readable line
+        print(f"hierlin: warning: SBC needs proper, moderate priors, but these are diffuse: {'; '.join(problems)}; "
+              "use --priors weakly_informative (or --prior FIELD=VALUE)", file=sys.stderr)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="SBC needs proper")
+        result = sbc(args.n_sims, sampler=args.sampler, priors=priors, design=design or None, seed=args.seed,
+                     executor=args.executor, scheduler=args.scheduler, n_jobs=args.n_jobs, out=args.out,
+                     n_ranks=args.n_ranks, sampler_settings=settings or None, fit_priors=args.fit_priors,
+                     engine=args.engine, overwrite=args.force, show_progress=not args.quiet)
+    report = result.write(args.out)
+    s = result.summary()
+    if result.ok:
+        print(result.uniformity().to_string(float_format=lambda v: f"{v:.3g}"))
+    if s["n_failed"]:
+        print(f"{s['n_failed']} simulation(s) failed, e.g. sim {result.failures.index[0]}: {result.failures['error'].iloc[0]}")
+    print(f"\n{result.title()}: {'calibrated' if result.calibrated else 'NOT calibrated'}; "
+          f"{s['n_failed']} failed, {s['n_ess_limited']} ESS-limited, {s['n_with_divergences']} with divergences")
+    print(f"ran {result.n_run} simulation(s) in {result.wall_seconds:.1f} s ({result.executor}, n_jobs={result.n_jobs}); "
+          f"wrote {args.out}/: open {report}")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Run the benchmark and write its tables and plots."""
+    from .bench import run_bench
+
+    samplers = [s.strip() for s in args.samplers.split(",") if s.strip()] if args.samplers else None
+    result = run_bench(args.out, quick=args.quick, samplers=samplers, engine=args.engine, force=args.force,
+                       log=(lambda line: None) if args.quiet else None)
+    cols = [c for c in ("label", "sampling_seconds", "min_ess_bulk", "min_ess_bulk_per_s", "error")
+            if c in result.samplers]
+    print(result.samplers[cols].to_string())
+    print()
+    print(result.scaling[["design", "N", "J", "fit_seconds", "min_ess_bulk_per_s"]].to_string(index=False))
+    print(f"\nwrote {args.out}/ (samplers.md, scaling.md, ess_per_sampler.png, scaling.png)")
     return 0
 
 

@@ -1,0 +1,383 @@
+"""``hierlin bench``: how fast each sampler is here, and how the marginal program scales.
+
+Two measurements a user can rerun on their own machine:
+
+* **ESS per second per sampler** on the notebook's data (N = 100, one slope per
+  point): every sampler of :data:`hierlin_stan.compare.SAMPLERS` chosen, run with
+  :func:`hierlin_stan.compare.run_sampler`, judged by the smallest bulk-ESS of
+  a, mu_b, sigma_b, eps per second of sampling (compile and warm-up kept apart).
+* **Scaling in N** of Stan's marginal program: one slope per point (J = N) and
+  grouped data (J = 100 groups). The data are summarised once into per-group
+  sums (the marginal gradient then costs O(J), whatever N is); the table keeps
+  the summarising time apart from the fit.
+
+:func:`run_bench` writes ``samplers.csv/.md``, ``scaling.csv/.md``,
+``ess_per_sampler.png`` and ``scaling.png`` into a folder that appears complete or
+not at all. The benchmark suite (``pytest benchmarks/ --benchmark-only``)
+measures the same things, and more, with pytest-benchmark.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+
+from .data import Dataset, simulate
+from .diagnostics import sampler_stats
+
+__all__ = [
+    "BenchResult",
+    "BenchPlan",
+    "PLANS",
+    "bench_samplers",
+    "bench_scaling",
+    "plot_scaling",
+    "run_bench",
+]
+
+#: Seed of the benchmark data and samplers (same seed, same numbers on one machine).
+BENCH_SEED = 20261124
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchPlan:
+    """What one ``hierlin bench`` run measures.
+
+    Attributes
+    ----------
+    samplers : tuple of str
+        Names from :data:`hierlin_stan.compare.SAMPLERS`; None: all available here.
+    settings : dict
+        Per-sampler overrides (chains, draws, warmup, thin).
+    per_point_n : tuple of int
+        N of the one-slope-per-point scaling runs (J = N).
+    grouped_n : tuple of int
+        N of the grouped scaling runs (J = :attr:`grouped_j`).
+    grouped_j : int
+        Groups of the grouped runs.
+    draws, warmup : int
+        NUTS draws and warm-up per chain of the scaling runs (4 chains).
+    """
+
+    samplers: tuple[str, ...] | None
+    settings: dict[str, dict[str, int]]
+    per_point_n: tuple[int, ...]
+    grouped_n: tuple[int, ...]
+    grouped_j: int = 100
+    draws: int = 1000
+    warmup: int = 1000
+
+
+_QUICK_METROPOLIS = {"draws": 4000, "warmup": 2000, "thin": 2}
+PLANS: dict[str, BenchPlan] = {
+    # ~1 minute: what the test suite runs.
+    "quick": BenchPlan(
+        samplers=("stan-marginal", "stan-centered", "metropolis-marginal", "metropolis-full"),
+        settings={"metropolis-marginal": _QUICK_METROPOLIS, "metropolis-full": _QUICK_METROPOLIS},
+        per_point_n=(100, 1000),
+        grouped_n=(1000, 100_000),
+        draws=300,
+        warmup=300,
+    ),
+    # ~10 minutes on 2 cores (PyMC's Metropolis alone takes ~1.5 min when installed).
+    "default": BenchPlan(
+        samplers=None,
+        settings={},
+        per_point_n=(100, 1000, 10_000),
+        grouped_n=(1000, 100_000, 1_000_000, 10_000_000),
+    ),
+}
+
+
+@dataclasses.dataclass
+class BenchResult:
+    """Tables of one benchmark run.
+
+    Attributes
+    ----------
+    samplers : pandas.DataFrame
+        One row per sampler: label, compile/warm-up/sampling seconds, min bulk-ESS,
+        ESS per sampling second, max R-hat, divergences, speed-up over the slowest.
+    scaling : pandas.DataFrame
+        One row per (design, N): J, summarising seconds, fit seconds (wall, without
+        the summarising), warm-up and sampling seconds, min bulk-ESS, ESS/s, mean
+        leapfrog steps and seconds per gradient.
+    machine : dict
+        CPU count, platform, versions.
+    """
+
+    samplers: pd.DataFrame
+    scaling: pd.DataFrame
+    machine: dict[str, Any]
+
+
+# --------------------------------------------------------------------- measure
+def bench_samplers(
+    dataset: Dataset | None = None,
+    samplers: Sequence[str] | None = None,
+    settings: dict[str, dict[str, Any]] | None = None,
+    seed: int = BENCH_SEED,
+    engine: str = "auto",
+    show_progress: bool = False,
+    log: Callable[[str], None] = lambda line: None,
+) -> pd.DataFrame:
+    """ESS per second of each sampler on one dataset, measured side by side.
+
+    Parameters
+    ----------
+    dataset : Dataset, optional
+        Default: the notebook's data (``simulate(seed=seed)``).
+    samplers : sequence of str, optional
+        Names from :data:`hierlin_stan.compare.SAMPLERS`; default all available here.
+    settings : mapping, optional
+        Per-sampler overrides, e.g. ``{"metropolis-full": {"draws": 5000}}``.
+    seed : int
+        Seed of the data and every sampler.
+    engine : {"auto", "cmdstan", "pystan"}
+        Stan engine.
+    show_progress : bool
+        Progress bars.
+    log : callable
+        Receives one line per sampler as it starts.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by sampler; a sampler that fails (PyMC missing, ...) gets a row with
+        its ``error``. ``speedup_vs_slowest`` is the ESS/s over that of the slowest sampler.
+    """
+    from .compare import SAMPLERS, available_samplers, check_samplers, run_sampler
+
+    names = check_samplers(samplers if samplers is not None else available_samplers())
+    dataset = simulate(seed=seed) if dataset is None else dataset
+    rows = []
+    for name in names:
+        spec = SAMPLERS[name]
+        log(f"bench: {spec.label} ...")
+        row: dict[str, Any] = {"sampler": name, "label": spec.label}
+        start = time.perf_counter()
+        try:
+            idata = run_sampler(spec, dataset, seed, None, engine, show_progress, **(settings or {}).get(name, {}))
+        except (ImportError, RuntimeError) as err:
+            row["error"] = f"{type(err).__name__}: {err}"
+            rows.append(row)
+            continue
+        st = sampler_stats(idata)
+        row.update({
+            "chains x draws": f"{st['n_chains']} x {st['n_draws']}",
+            "wall_seconds": time.perf_counter() - start,
+            "compile_seconds": st["compile_seconds"],
+            "warmup_seconds": st["warmup_seconds"],
+            "sampling_seconds": st["sampling_seconds"],
+            "min_ess_bulk": st["min_ess_bulk"],
+            "min_ess_bulk_per_s": st["min_ess_bulk_per_s"],
+            "max_rhat": st["max_rhat"],
+            "divergences": st["divergences"],
+            "iterations_per_second": idata.attrs.get("iterations_per_second"),
+        })
+        rows.append(row)
+    frame = pd.DataFrame(rows).set_index("sampler")
+    if "min_ess_bulk_per_s" in frame:
+        per_s = pd.to_numeric(frame["min_ess_bulk_per_s"], errors="coerce")
+        good = per_s[np.isfinite(per_s) & (per_s > 0)]
+        frame["speedup_vs_slowest"] = per_s / good.min() if len(good) else np.nan
+    return frame
+
+
+def bench_scaling(
+    per_point_n: Sequence[int] = (100, 1000, 10_000),
+    grouped_n: Sequence[int] = (1000, 100_000, 1_000_000),
+    grouped_j: int = 100,
+    draws: int = 1000,
+    warmup: int = 1000,
+    seed: int = BENCH_SEED,
+    engine: str = "auto",
+    show_progress: bool = False,
+    log: Callable[[str], None] = lambda line: None,
+) -> pd.DataFrame:
+    """Seconds and ESS/s of Stan's marginal program as N grows.
+
+    Simulates (eps = 0.5 for grouped data, the notebook's eps = 0 per point),
+    summarises the data once (timed apart: ``summarise_seconds``) and fits with
+    4 chains. ``fit_seconds`` is the wall time of :func:`hierlin_stan.fit` minus one
+    more summarising (fit summarises again internally), so it is the cost "after
+    summarising". The slopes b are not kept (large J), nor y_rep.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per run: design, N, J, the timings, ``min_ess_bulk``,
+        ``min_ess_bulk_per_s``, ``mean_leapfrog`` (steps per iteration) and
+        ``ms_per_gradient`` (sampling seconds of the slowest chain over its
+        leapfrog steps).
+    """
+    from .fitting import fit
+
+    runs = [("one slope per point", int(n), None) for n in per_point_n]
+    runs += [(f"grouped, J = {grouped_j}", int(n), int(grouped_j)) for n in grouped_n]
+    rows = []
+    for design, n, groups in runs:
+        log(f"bench: marginal NUTS, {design}, N = {n:,} ...")
+        dataset = simulate(n=n, groups=groups, eps=0.0 if groups is None else 0.5, seed=seed)
+        start = time.perf_counter()
+        dataset.group_sums()
+        summarise = time.perf_counter() - start
+        start = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="not keeping the")
+            idata = fit(dataset, "marginal", engine=engine, chains=4, draws=draws, warmup=warmup, seed=seed,
+                        keep_b=False, show_progress=show_progress)
+        wall = time.perf_counter() - start
+        st = sampler_stats(idata)
+        steps = idata.sample_stats["n_steps"].values
+        slowest = float(steps.sum(axis=1).max())
+        rows.append({
+            "design": design,
+            "N": n,
+            "J": dataset.n_groups,
+            "summarise_seconds": summarise,
+            "fit_seconds": max(wall - summarise, 0.0),
+            "warmup_seconds": st["warmup_seconds"],
+            "sampling_seconds": st["sampling_seconds"],
+            "min_ess_bulk": st["min_ess_bulk"],
+            "min_ess_bulk_per_s": st["min_ess_bulk_per_s"],
+            "max_rhat": st["max_rhat"],
+            "divergences": st["divergences"],
+            "mean_leapfrog": float(steps.mean()),
+            "ms_per_gradient": 1e3 * st["sampling_seconds"] / slowest if slowest else np.nan,
+        })
+        del dataset, idata
+    return pd.DataFrame(rows)
+
+
+def machine_info() -> dict[str, Any]:
+    """CPU count, platform and versions: what a benchmark number depends on."""
+    import os
+    import platform
+
+    from .fitting import environment_versions
+
+    return {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
+            **environment_versions()}
+
+
+# ------------------------------------------------------------------------ plots
+def plot_scaling(frame: pd.DataFrame, ax: Sequence[Axes] | None = None) -> Sequence[Axes]:
+    """Log-log plots of fit seconds and of ESS per second against N, one line per design.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        :func:`bench_scaling` output (columns design, N, fit_seconds, min_ess_bulk_per_s).
+    ax : pair of Axes, optional
+        Where to draw (seconds, ESS/s); a new figure with two panels when None.
+
+    Returns
+    -------
+    pair of matplotlib Axes
+    """
+    needed = ["design", "N", "fit_seconds", "min_ess_bulk_per_s"]
+    missing = [c for c in needed if c not in frame.columns]
+    if missing:
+        raise ValueError(f"frame lacks column(s) {missing}; give the output of bench_scaling()")
+    if frame.empty:
+        raise ValueError("frame has no rows; run bench_scaling() with at least one size")
+    if ax is None:
+        _, ax = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained")
+    ax_t, ax_e = ax
+    colors = ["#4c72b0", "#dd8452", "#55a868", "#c44e52"]
+    for k, (design, rows) in enumerate(frame.groupby("design", sort=False)):
+        rows = rows.sort_values("N")
+        style = dict(marker="o", color=colors[k % len(colors)], label=design, lw=2)
+        ax_t.plot(rows["N"], rows["fit_seconds"], **style)
+        ax_e.plot(rows["N"], rows["min_ess_bulk_per_s"], **style)
+        for n, t in zip(rows["N"], rows["fit_seconds"]):
+            ax_t.annotate(f"{t:.3g} s", (n, t), xytext=(4, 4), textcoords="offset points", fontsize=8)
+    for a, label in ((ax_t, "fit seconds after summarising (4 chains)"),
+                     (ax_e, "min bulk-ESS per sampling second")):
+        a.set_xscale("log")
+        a.set_yscale("log")
+        a.set_xlabel("N observations (log)")
+        a.set_ylabel(label)
+        a.grid(which="major", alpha=0.3)
+        a.legend(fontsize=9, frameon=False)
+    ax_t.set_title("Stan marginal NUTS: time vs N", fontsize=11)
+    ax_e.set_title("Stan marginal NUTS: efficiency vs N", fontsize=11)
+    return ax
+
+
+# -------------------------------------------------------------------------- run
+def run_bench(
+    out: str | Path = "hierlin_bench",
+    quick: bool = False,
+    samplers: Sequence[str] | None = None,
+    seed: int = BENCH_SEED,
+    engine: str = "auto",
+    force: bool = False,
+    show_progress: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> BenchResult:
+    """Run the benchmark and write its tables and plots.
+
+    Parameters
+    ----------
+    out : path
+        Output folder: ``samplers.csv/.md``, ``scaling.csv/.md``,
+        ``ess_per_sampler.png``, ``scaling.png``, ``machine.json``. Written
+        completely or not at all.
+    quick : bool
+        About a minute (short runs, small N) instead of about ten.
+    samplers : sequence of str, optional
+        Override the plan's sampler set.
+    seed : int
+        Seed of data and samplers.
+    engine : {"auto", "cmdstan", "pystan"}
+    force : bool
+        Replace an existing, non-empty ``out``.
+    show_progress : bool
+        Progress bars.
+    log : callable, optional
+        One line per step (default: stderr).
+
+    Returns
+    -------
+    BenchResult
+    """
+    import json
+
+    from .plots import plot_ess
+    from .report import staged_output, write_table
+    from .utils.files import write_text_atomic
+
+    plan = PLANS["quick" if quick else "default"]
+    if log is None:
+        log = lambda line: print(f"hierlin: {line}", file=sys.stderr)  # noqa: E731
+    with staged_output(out, force=force) as folder:
+        table = bench_samplers(samplers=samplers or plan.samplers, settings=plan.settings, seed=seed,
+                               engine=engine, show_progress=show_progress, log=log)
+        scaling = bench_scaling(plan.per_point_n, plan.grouped_n, plan.grouped_j, plan.draws, plan.warmup,
+                                seed=seed, engine=engine, show_progress=show_progress, log=log)
+        machine = machine_info()
+        write_table(table, folder / "samplers", "ESS per second per sampler (notebook data, N = 100)")
+        write_table(scaling.set_index(["design", "N"]), folder / "scaling",
+                    "Stan marginal NUTS: seconds and ESS/s vs N (data summarised once)")
+        write_text_atomic(folder / "machine.json", json.dumps(machine, indent=2) + "\n")
+        ok = table[pd.to_numeric(table.get("min_ess_bulk_per_s"), errors="coerce").notna()] \
+            if "min_ess_bulk_per_s" in table else table.iloc[:0]
+        if len(ok):
+            plot_ess(ok, path=folder / "ess_per_sampler.png")
+        axes = plot_scaling(scaling)
+        from .plots import save_figure
+
+        save_figure(axes[0].figure, folder / "scaling.png")
+        plt.close("all")
+    return BenchResult(table, scaling, machine)

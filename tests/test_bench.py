@@ -1,0 +1,73 @@
+"""``hierlin bench``: the quick run writes its tables and plots; bad input fails cleanly."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import pytest
+
+from hierlin_stan import cli
+from hierlin_stan.bench import PLANS, plot_scaling
+
+
+@pytest.mark.slow
+def test_bench_quick_writes_table_and_plots(tmp_path, capsys):
+    out = tmp_path / "bench"
+    assert cli.main(["bench", "--quick", "--out", str(out), "--quiet"]) == 0
+    names = {p.name for p in out.iterdir()}
+    assert {"samplers.csv", "samplers.md", "scaling.csv", "scaling.md", "ess_per_sampler.png", "scaling.png",
+            "machine.json"} <= names
+    assert not list(tmp_path.glob(".bench.*")), "a staging folder was left behind"
+    for png in ("ess_per_sampler.png", "scaling.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert (out / png).stat().st_size > 10_000
+
+    plan = PLANS["quick"]
+    samplers = pd.read_csv(out / "samplers.csv", index_col="sampler")
+    assert list(samplers.index) == list(plan.samplers)
+    assert (samplers["min_ess_bulk_per_s"] > 0).all()
+    assert (samplers["sampling_seconds"] > 0).all()
+    # The marginal posterior is the easy one: its ESS/s beats the full posterior's, for NUTS and Metropolis.
+    assert samplers.loc["stan-marginal", "min_ess_bulk_per_s"] > samplers.loc["stan-centered", "min_ess_bulk_per_s"]
+    assert (samplers.loc["metropolis-marginal", "min_ess_bulk_per_s"]
+            > samplers.loc["metropolis-full", "min_ess_bulk_per_s"])
+
+    scaling = pd.read_csv(out / "scaling.csv")
+    expected = [("one slope per point", n) for n in plan.per_point_n] + \
+               [(f"grouped, J = {plan.grouped_j}", n) for n in plan.grouped_n]
+    assert list(zip(scaling["design"], scaling["N"])) == expected
+    per_point = scaling["design"] == "one slope per point"
+    assert (scaling.loc[per_point, "J"] == scaling.loc[per_point, "N"]).all()
+    assert (scaling.loc[~per_point, "J"] == plan.grouped_j).all()
+    assert (scaling["fit_seconds"] > 0).all() and (scaling["min_ess_bulk_per_s"] > 0).all()
+    assert (scaling["ms_per_gradient"] > 0).all()
+    assert "min_ess_bulk_per_s" in capsys.readouterr().out
+
+
+def test_bench_existing_folder_is_refused(tmp_path, capsys):
+    (tmp_path / "keep.txt").write_text("mine")
+    assert cli.main(["bench", "--quick", "--out", str(tmp_path), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("hierlin: error:") and "--force" in err[0]
+    assert (tmp_path / "keep.txt").read_text() == "mine"
+
+
+def test_bench_unknown_sampler_is_one_line_error(tmp_path, capsys):
+    assert cli.main(["bench", "--quick", "--samplers", "stan-marginal,nope", "--out", str(tmp_path / "b"),
+                     "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "nope" in err[0] and "choose from" in err[0]
+    assert not (tmp_path / "b").exists()
+
+
+def test_plot_scaling_draws_on_given_axes_and_checks_columns():
+    frame = pd.DataFrame({"design": ["d", "d"], "N": [10, 100], "fit_seconds": [1.0, 2.0],
+                          "min_ess_bulk_per_s": [100.0, 50.0]})
+    fig, axes = plt.subplots(1, 2)
+    got = plot_scaling(frame, ax=axes)
+    assert got[0] is axes[0] and got[1] is axes[1]
+    assert axes[0].get_xscale() == "log" and axes[1].get_yscale() == "log"
+    assert list(axes[0].lines[0].get_ydata()) == [1.0, 2.0]
+    plt.close(fig)
+    with pytest.raises(ValueError, match="fit_seconds"):
+        plot_scaling(frame.drop(columns="fit_seconds"))
