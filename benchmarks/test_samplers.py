@@ -28,6 +28,6 @@ def test_ess_per_second(benchmark, default_data, name):
                                rounds=1, iterations=1)
     st = sampler_stats(idata)
     assert st["min_ess_bulk"] > 0
-    record(benchmark, f"ess/{name}", min_ess_bulk=st["min_ess_bulk"], sampling_seconds=st["sampling_seconds"],
+    record(benchmark, f"ess/{name}", min_ess_bulk=st["min_ess_bulk"], sampling_chain_seconds=st["sampling_chain_seconds"],
            warmup_seconds=st["warmup_seconds"], compile_seconds=st["compile_seconds"],
            min_ess_bulk_per_s=st["min_ess_bulk_per_s"], max_rhat=st["max_rhat"], divergences=st["divergences"])

@@ -277,11 +277,12 @@ def cmd_sbc(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     """Run the benchmark and write its tables and plots."""
     from .bench import run_bench
+    from .compare_report import parse_samplers
 
-    samplers = [s.strip() for s in args.samplers.split(",") if s.strip()] if args.samplers else None
+    samplers = parse_samplers(args.samplers)
     result = run_bench(args.out, quick=args.quick, samplers=samplers, engine=args.engine, force=args.force,
                        log=(lambda line: None) if args.quiet else None)
-    cols = [c for c in ("label", "sampling_seconds", "min_ess_bulk", "min_ess_bulk_per_s", "error")
+    cols = [c for c in ("label", "sampling_chain_seconds", "min_ess_bulk", "min_ess_bulk_per_s", "error")
             if c in result.samplers]
     print(result.samplers[cols].to_string())
     print()
@@ -312,7 +313,7 @@ def _overview_row(name: str, idata: Any, result: dict[str, Any]) -> dict[str, An
         "min_ess_bulk": st.get("min_ess_bulk"),
         "min_ess_bulk_per_s": st.get("min_ess_bulk_per_s"),
         "compile_seconds": st.get("compile_seconds"),
-        "sampling_seconds": st.get("sampling_seconds"),
+        "sampling_chain_seconds": st.get("sampling_chain_seconds"),
         "recovered": "n/a" if rec is None else f"{int(rec['covered'].sum())}/{len(rec)}",
     }
 

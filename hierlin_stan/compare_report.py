@@ -228,7 +228,7 @@ _COLUMNS = {
     "parameterization": "parameterization",
     "chains x draws": "chains x kept draws",
     "compile_seconds": "compile s",
-    "sampling_seconds": "sampling s",
+    "sampling_chain_seconds": "sampling s (all chains)",
     "min_ess_bulk": "min bulk-ESS",
     "min_ess_tail": "min tail-ESS",
     "min_ess_bulk_per_s": "bulk-ESS / s",
@@ -255,7 +255,7 @@ def display_table(comparison: "Comparison", assessment: pd.DataFrame | None = No
 def _display(column: str, value: Any) -> Any:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "\N{EM DASH}"
-    if column in ("compile_seconds", "sampling_seconds"):
+    if column in ("compile_seconds", "sampling_chain_seconds"):
         return f"{float(value):.2f}"
     if column in ("min_ess_bulk", "min_ess_tail", "divergences"):
         return f"{float(value):,.0f}"
@@ -269,14 +269,19 @@ def _display(column: str, value: Any) -> Any:
 _GLOSSARY = [
     ("compile s", "Seconds spent compiling the sampler's log density before any draw (Stan C++, "
                   "PyMC/PyTensor). 0 for the numpy Metropolis. Kept apart: it is paid once per model."),
-    ("sampling s", "Seconds of the sampling phase after warm-up (for Stan and PyMC: the slowest chain; "
-                   "chains run in parallel). ESS per second divides by this. Timings vary between runs (other work on "
-                   "the machine, caches): read ESS/s as an order of magnitude."),
+    ("sampling s (all chains)", "Seconds of the sampling phase after warm-up, summed over chains: the time one "
+                                "core would take to run every chain in turn, whether the sampler runs chains in "
+                                "parallel processes (Stan, PyMC), threads (nutpie, estimated as run time x cores "
+                                "used) or one vectorised loop (the numpy Metropolis). ESS per second divides by "
+                                "this, so it compares samplers fairly; with chains in parallel on k cores the wall "
+                                "time is about k times shorter. Timings vary between runs (other work on the "
+                                "machine, caches): read ESS/s as an order of magnitude."),
     ("bulk-ESS, tail-ESS", "Effective sample size: how many independent draws the correlated chains are "
                            "worth for the centre (bulk) and the 5%/95% quantiles (tail) of the posterior. "
                            "The table shows the smallest over a, mu_b, sigma_b and eps. Below "
                            f"{ESS_MIN}, estimates are too noisy to rely on."),
-    ("bulk-ESS / s", "Smallest bulk-ESS divided by the sampling seconds: what a second of computing buys. "
+    ("bulk-ESS / s", "Smallest bulk-ESS divided by the sampling seconds (all chains): what a second of one "
+                     "core's computing buys. "
                      "The fairest single speed number, but only meaningful for a trustworthy sampler."),
     ("max R-hat", f"Largest split-R-hat over a, mu_b, sigma_b, eps: do the chains agree with each other? "
                   f"Above {RHAT_MAX} they have not converged to the same distribution."),

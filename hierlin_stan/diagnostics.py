@@ -215,14 +215,14 @@ def summary(
     pandas.DataFrame
         One row per (element of a) variable, columns ``mean, sd, hdi_<lo>%, hdi_<hi>%,
         mcse_mean, mcse_sd, ess_bulk, ess_tail, r_hat`` (unrounded) and
-        ``ess_bulk_per_s`` = ``ess_bulk / idata.attrs['sampling_seconds']`` (NaN when the
+        ``ess_bulk_per_s`` = ``ess_bulk`` / :func:`sampling_work_seconds` (NaN when the
         sampling time is unknown). Compile and warm-up time are not counted.
     """
     names = _check_vars(idata, var_names)
     if not 0.0 < hdi_prob < 1.0:
         raise ValueError(f"hdi_prob must be in (0, 1); got {hdi_prob}")
     table = az.summary(idata, var_names=names, hdi_prob=hdi_prob, round_to="none")
-    seconds = _float_attr(fit_attrs(idata), "sampling_seconds")
+    seconds = sampling_work_seconds(fit_attrs(idata))
     if seconds is None or seconds <= 0:
         table["ess_bulk_per_s"] = np.nan
     else:
@@ -230,24 +230,38 @@ def summary(
     return table
 
 
+def sampling_work_seconds(attrs: Mapping[str, Any]) -> float | None:
+    """Seconds of sampling work that ESS per second divides by: summed over chains.
+
+    Every sampler records ``sampling_chain_seconds``: each chain's sampling phase
+    (warm-up and compile excluded), summed over chains, i.e. the time one core
+    would take to run every chain in turn. This makes ESS per second comparable
+    across samplers that run chains in parallel processes (Stan, PyMC), threads
+    (nutpie) or one vectorised loop (the numpy Metropolis), and across machines
+    with other core counts. Results without it fall back to ``sampling_seconds``.
+    """
+    seconds = _float_attr(attrs, "sampling_chain_seconds")
+    return seconds if seconds is not None else _float_attr(attrs, "sampling_seconds")
+
+
 def ess_per_second(idata: az.InferenceData, var_names: Sequence[str] = HYPER) -> float:
-    """Smallest bulk-ESS among ``var_names`` divided by the sampling time.
+    """Smallest bulk-ESS among ``var_names`` per second of sampling work.
 
     Parameters
     ----------
     idata : arviz.InferenceData
-        A fit with ``attrs['sampling_seconds']`` (compile and warm-up excluded).
+        A fit with ``attrs['sampling_chain_seconds']`` (see :func:`sampling_work_seconds`).
     var_names : sequence of str, default :data:`HYPER`
         Posterior variables considered.
 
     Returns
     -------
     float
-        ``min ess_bulk / sampling_seconds``; NaN when the sampling time is unknown or
+        ``min ess_bulk / sampling_chain_seconds``; NaN when the sampling time is unknown or
         not positive.
     """
     names = _check_vars(idata, var_names)
-    seconds = _float_attr(fit_attrs(idata), "sampling_seconds")
+    seconds = sampling_work_seconds(fit_attrs(idata))
     if seconds is None or seconds <= 0:
         return float("nan")
     return float(_ess_rhat(idata, names)["ess_bulk"].min() / seconds)
@@ -271,7 +285,8 @@ def sampler_stats(idata: az.InferenceData, var_names: Sequence[str] = HYPER) -> 
         float per chain; None without ``energy``), ``min_ebfmi``,
         ``tree_depth_max_hits`` (draws with ``tree_depth >= 10``; None when absent),
         ``max_rhat`` and ``max_rhat_var``, ``min_ess_bulk`` and ``min_ess_bulk_var``,
-        ``min_ess_tail``, ``sampling_seconds`` / ``compile_seconds`` /
+        ``min_ess_tail``, ``sampling_seconds`` (slowest chain) / ``sampling_chain_seconds``
+        (summed over chains, see :func:`sampling_work_seconds`) / ``compile_seconds`` /
         ``warmup_seconds`` (None when unknown), ``min_ess_bulk_per_s`` (NaN when the
         sampling time is unknown), ``n_chains``, ``n_draws`` (per chain) and
         ``sampler``, ``engine``, ``parameterization`` from the attributes (None when
@@ -300,7 +315,7 @@ def sampler_stats(idata: az.InferenceData, var_names: Sequence[str] = HYPER) -> 
     depth_hits = None if depth is None else int(np.count_nonzero(depth >= MAX_TREE_DEPTH))
 
     conv = _ess_rhat(idata, names)
-    seconds = _float_attr(attrs, "sampling_seconds")
+    seconds = sampling_work_seconds(attrs)
     min_bulk = float(conv["ess_bulk"].min())
     per_s = min_bulk / seconds if seconds is not None and seconds > 0 else float("nan")
     return {
@@ -319,7 +334,8 @@ def sampler_stats(idata: az.InferenceData, var_names: Sequence[str] = HYPER) -> 
         "min_ess_bulk": min_bulk,
         "min_ess_bulk_var": str(conv["ess_bulk"].idxmin()) if conv["ess_bulk"].notna().any() else None,
         "min_ess_tail": float(conv["ess_tail"].min()),
-        "sampling_seconds": seconds,
+        "sampling_seconds": _float_attr(attrs, "sampling_seconds"),
+        "sampling_chain_seconds": seconds,
         "compile_seconds": _float_attr(attrs, "compile_seconds"),
         "warmup_seconds": _float_attr(attrs, "warmup_seconds"),
         "min_ess_bulk_per_s": per_s,

@@ -249,6 +249,8 @@ def metropolis(
         "compile_seconds": 0.0,
         "warmup_seconds": result.warmup_seconds,
         "sampling_seconds": sampling_seconds,
+        # every chain advances in the same single-threaded numpy step: the time is all chains' work
+        "sampling_chain_seconds": sampling_seconds,
         "iterations_per_second": draws / result.sampling_seconds if result.sampling_seconds > 0 else None,
         "warmup_iterations_per_second": warmup / result.warmup_seconds if result.warmup_seconds > 0 else None,
         **_versions(),

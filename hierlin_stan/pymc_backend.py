@@ -15,6 +15,7 @@ needs them.
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable, Mapping
 from importlib import metadata
@@ -391,7 +392,7 @@ def fit_pymc(
         (its defaults: one coordinate at a time, tuned scaling), or nutpie's NUTS
         (Rust, numba-compiled log density; needs ``pip install nutpie``).
     chains, draws, warmup : int
-        Chains, kept draws and tuning iterations per chain. ``cores = min(chains, 2)``.
+        Chains, kept draws and tuning iterations per chain. ``cores = min(chains, CPU count)``.
     seed : int, optional
         Seed of everything random (PyMC, nutpie and the b draws); None draws one and
         records it.
@@ -450,7 +451,7 @@ def fit_pymc(
         _import_nutpie()
     wall = time.perf_counter()
     model = build_pymc_model(dataset, parameterization, prior)
-    cores = min(chains, 2)
+    cores = min(chains, os.cpu_count() or 1)
     if sampler == "nutpie":
         posterior, stats, timing = _sample_nutpie(model, chains, draws, warmup, seed, cores, show_progress)
     else:
@@ -513,7 +514,7 @@ def _sample_pymc(
                 progressbar=False, quiet=True, tune=warmup,
             )
         else:
-            initvals, step = None, pm.Metropolis()
+            initvals, step = jittered_starts(model, init_seeds), pm.Metropolis()
     compile_seconds = time.perf_counter() - start
     clock = _ChainClock(chains)
     with model:
@@ -547,8 +548,9 @@ def _sample_pymc(
         "compile_seconds": compile_seconds,
         "warmup_seconds": max(warm),
         "sampling_seconds": max(samp),
+        "sampling_chain_seconds": float(sum(samp)),
         "chain_seconds_total": float(sum(warm) + sum(samp)),
-        "timing": "per-chain wall time between draws (pm.sample callback); slowest chain",
+        "timing": "per-chain wall time between draws (pm.sample callback); slowest chain, and summed over chains",
     }
     return posterior, stats, timing
 
@@ -582,10 +584,27 @@ def _sample_nutpie(
         "compile_seconds": compile_seconds,
         "warmup_seconds": run_seconds * (1.0 - share),
         "sampling_seconds": run_seconds * share,
+        # chains run as threads on min(chains, cores) cores: busy core-seconds approximate chain-seconds
+        "sampling_chain_seconds": run_seconds * share * min(chains, cores),
         "run_seconds": run_seconds,
-        "timing": "nutpie run time (warm-up + sampling, all chains) split by leapfrog steps per phase",
+        "timing": ("nutpie run time (warm-up + sampling, all chains) split by leapfrog steps per phase; "
+                   "chain-seconds = sampling time x min(chains, cores)"),
     }
     return posterior, stats, timing
+
+
+def jittered_starts(model: "pm.Model", seeds: list[int]) -> list[dict[str, np.ndarray]]:
+    """One starting point per chain (one per seed), jittered by U(-1, 1) on the unconstrained scale.
+
+    ``pm.sample`` jitters starting points only for NUTS: without this every
+    Metropolis chain would start at the same point, and R-hat could not tell
+    chains that have not converged apart.
+    """
+    from pymc.initial_point import make_initial_point_fns_per_chain
+
+    fns = make_initial_point_fns_per_chain(model=model, overrides=None, jitter_rvs=set(model.free_RVs),
+                                           chains=len(seeds))
+    return [fn(seed) for fn, seed in zip(fns, seeds)]
 
 
 def _typed_stats(stats: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

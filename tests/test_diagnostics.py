@@ -116,6 +116,18 @@ def test_ess_per_second_is_min_bulk_ess_over_seconds(idata):
     assert ess_per_second(idata) == pytest.approx(table["ess_bulk"].min() / 2.5)
 
 
+def test_ess_per_second_divides_by_the_work_summed_over_chains(idata):
+    # 4 chains of 2.5 s each in parallel: the slowest chain took 2.5 s, the work was 10 chain-seconds
+    idata = idata.copy()
+    idata.attrs["sampling_chain_seconds"] = 10.0
+    table = summary(idata)
+    assert ess_per_second(idata) == pytest.approx(table["ess_bulk"].min() / 10.0)
+    assert table["ess_bulk_per_s"].tolist() == pytest.approx((table["ess_bulk"] / 10.0).tolist())
+    stats = sampler_stats(idata)
+    assert stats["sampling_seconds"] == 2.5 and stats["sampling_chain_seconds"] == 10.0
+    assert stats["min_ess_bulk_per_s"] == pytest.approx(table["ess_bulk"].min() / 10.0)
+
+
 # ------------------------------------------------------------------------ sampler_stats
 
 

@@ -165,6 +165,8 @@ def test_output_has_the_package_shape(full_idata, default_data, tmp_path):
                 "proposal_scale", "acceptance_mean", "priors", "hierlin_stan_version"):
         assert key in attrs, key
     assert attrs["sampling_seconds"] > 0 and attrs["iterations_per_second"] > 0
+    # one vectorised loop advances every chain: its time is all chains' work
+    assert attrs["sampling_chain_seconds"] == attrs["sampling_seconds"]
     assert 0 < attrs["acceptance_mean"] < 1 and attrs["proposal_scale"] > 0
     assert attrs["acceptance_mean"] == pytest.approx(float(acc.mean()), abs=0.1)
 

@@ -231,6 +231,8 @@ def test_output_shape_matches_stan(grouped_data, fit_cache, parameterization):
     for key in ("compile_seconds", "warmup_seconds", "sampling_seconds", "pymc", "priors", "true_a", "chains"):
         assert key in attrs, key
     assert attrs["sampling_seconds"] > 0 and attrs["compile_seconds"] > 0
+    # chains run in parallel: the work summed over chains exceeds the slowest chain
+    assert attrs["sampling_chain_seconds"] > attrs["sampling_seconds"]
     # every shared diagnostic runs on it unchanged
     summ = diagnostics.summary(pymc)
     assert list(summ.index) == list(HYPER) and np.isfinite(summ["ess_bulk_per_s"]).all()
@@ -261,8 +263,24 @@ def test_metropolis_output(grouped_data, fit_cache):
     stats = diagnostics.sampler_stats(met)
     assert stats["divergences"] is None and stats["ebfmi"] is None
     assert diagnostics.fit_attrs(met)["sampler"] == "pymc-metropolis"
+    # a cross-check of chains that have not mixed would pass on their large MCSE alone
+    assert stats["max_rhat"] < 1.05 and stats["min_ess_bulk"] >= 100, stats
     table = cross_check(stan, met)
     assert table.attrs["passed"], cross_check_report(table)
+
+
+@pymc_test
+def test_metropolis_chains_start_from_different_points(grouped_data):
+    from hierlin_stan.pymc_backend import build_pymc_model, jittered_starts
+
+    model = build_pymc_model(grouped_data, "centered")
+    starts = jittered_starts(model, [1, 2, 3, 4])
+    again = jittered_starts(model, [1, 2, 3, 4])
+    assert set(starts[0]) == {v.name for v in model.value_vars}
+    for name in starts[0]:
+        values = np.array([np.atleast_1d(s[name]) for s in starts])
+        assert len({tuple(v) for v in values}) == 4, name  # four distinct starts
+        np.testing.assert_array_equal(values, np.array([np.atleast_1d(s[name]) for s in again]))  # seeded
 
 
 @pymc_test

@@ -78,6 +78,8 @@ def test_default_data_marginal_fit_is_clean(engine_name, default_data, fit_cache
     for key in ("compile_seconds", "warmup_seconds", "sampling_seconds", "seed", "stan", "true_a"):
         assert key in idata.attrs
     assert idata.attrs["sampling_seconds"] > 0
+    # ESS per second divides by the work summed over the 4 chains, not by the slowest chain
+    assert idata.attrs["sampling_seconds"] < idata.attrs["sampling_chain_seconds"] <= 4 * idata.attrs["sampling_seconds"]
 
 
 def test_centered_fit_reports_divergences(engine_name, default_data, fit_cache):

@@ -32,7 +32,8 @@ class RawDraws:
         Stan sampler column (``lp__``, ``divergent__``, ...) -> array (chain, draw).
     info : dict
         engine, versions, timings: ``compile_seconds``, ``warmup_seconds`` and
-        ``sampling_seconds`` (slowest chain), ``wall_seconds``.
+        ``sampling_seconds`` (slowest chain), ``sampling_chain_seconds`` (summed
+        over chains: the sampling work, what ESS per second divides by), ``wall_seconds``.
     """
 
     variables: dict[str, np.ndarray]

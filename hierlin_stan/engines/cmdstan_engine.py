@@ -176,6 +176,7 @@ class CmdStanEngine:
             "compile_seconds": compile_seconds,
             "warmup_seconds": max((t.get("warmup", np.nan) for t in times), default=float("nan")),
             "sampling_seconds": max((t.get("sampling", np.nan) for t in times), default=float("nan")),
+            "sampling_chain_seconds": float(sum(t.get("sampling", np.nan) for t in times)) if times else float("nan"),
             "chain_seconds_total": float(sum(t.get("total", 0.0) for t in times)),
             "wall_seconds": wall,
         }

@@ -182,6 +182,7 @@ class PyStanEngine:
             "compile_seconds": compile_seconds,
             "warmup_seconds": max(warm) if warm else float("nan"),
             "sampling_seconds": max(samp) if samp else float("nan"),
+            "sampling_chain_seconds": float(sum(samp)) if samp else float("nan"),
             "chain_seconds_total": float(sum(warm) + sum(samp)),
             "wall_seconds": wall,
         }
