@@ -45,6 +45,7 @@ draws, so memory stays bounded whatever the number of simulations.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import fcntl
 import json
@@ -431,7 +432,7 @@ def sbc(
 
     store = _RecordStore(Path(out), config, overwrite) if out is not None else None
     start = time.perf_counter()
-    with (store.locked() if store else _nullcontext()):
+    with (store.locked() if store else contextlib.nullcontext()):
         done = store.read() if store else {}
         todo = [k for k in range(n_sims)
                 if k not in done or (retry_failed and done[k].get("status") != "ok")]
@@ -439,12 +440,15 @@ def sbc(
         records = {k: done[k] for k in range(n_sims) if k in done}
         bar = _progress(len(tasks), f"SBC {backend.name}", show_progress)
         try:
-            for record in _execute(tasks, kind, client, n_jobs, engine, backend):
-                if store:
-                    store.append(record)
-                records[record["sim"]] = record
-                if bar is not None:
-                    bar.update(1)
+            # closing(): if anything below raises, the executor (pool or cluster) is shut down now,
+            # not whenever the generator happens to be garbage-collected
+            with contextlib.closing(_execute(tasks, kind, client, n_jobs, engine, backend)) as finished:
+                for record in finished:
+                    if store:
+                        store.append(record)
+                    records[record["sim"]] = record
+                    if bar is not None:
+                        bar.update(1)
         finally:
             if bar is not None:
                 bar.close()
@@ -593,12 +597,15 @@ def _execute_pool(tasks: list[SimTask], n_jobs: int, engine: str, program: str |
         max_workers=min(n_jobs, len(tasks)), mp_context=mp.get_context("spawn"),
         initializer=_init_worker, initargs=(engine, program),
     )
+    completed = False
     try:
         futures = {pool.submit(run_simulation, task): task for task in tasks}
         for future in concurrent.futures.as_completed(futures):
             yield _result_or_failure(future, futures[future])
+        completed = True
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        # on an error or interrupt: drop what has not started and do not wait for the rest
+        pool.shutdown(wait=completed, cancel_futures=True)
 
 
 def _execute_dask(tasks: list[SimTask], client: Any, n_jobs: int) -> Iterator[dict[str, Any]]:
@@ -610,17 +617,17 @@ def _execute_dask(tasks: list[SimTask], client: Any, n_jobs: int) -> Iterator[di
                          "(or pip install 'dask[distributed]')") from None
     cluster = None
     own_client = False
-    if client is None:
-        # PyStan runs chains in child processes, which daemonic workers may not start.
-        with dask.config.set({"distributed.worker.daemon": False}):
-            cluster = LocalCluster(n_workers=n_jobs, threads_per_worker=1, processes=True,
-                                   dashboard_address=None)
-        client = Client(cluster)
-        own_client = True
-    elif isinstance(client, str):
-        client = Client(client)
-        own_client = True
     try:
+        if client is None:
+            # PyStan runs chains in child processes, which daemonic workers may not start.
+            with dask.config.set({"distributed.worker.daemon": False}):
+                cluster = LocalCluster(n_workers=n_jobs, threads_per_worker=1, processes=True,
+                                       dashboard_address=None)
+            client = Client(cluster)
+            own_client = True
+        elif isinstance(client, str):
+            client = Client(client)
+            own_client = True
         futures = client.map(run_simulation, tasks, pure=False, key=[f"sbc-sim-{t.k}-{os.getpid()}-{time.time_ns()}" for t in tasks])
         by_key = {f.key: t for f, t in zip(futures, tasks)}
         try:
@@ -658,14 +665,6 @@ def _progress(total: int, desc: str, enabled: bool) -> Any:
     if bar is not None:
         bar.unit = "sim"
     return bar
-
-
-class _nullcontext:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: Any) -> None:
-        return None
 
 
 # ---------------------------------------------------------------- storage
@@ -799,18 +798,42 @@ def _ecdf_band_cached(n_sims: int, n_ranks: int, prob: float) -> tuple[np.ndarra
     return _BANDS[key]
 
 
-def uniformity(ranks: pd.DataFrame, n_ranks: int, bins: int | None = None, prob: float = 0.95) -> pd.DataFrame:
+def uniformity(
+    ranks: pd.DataFrame, n_ranks: int, bins: int | None = None, prob: float = 0.95, alpha: float = 0.05
+) -> pd.DataFrame:
     """Test each column of ``ranks`` (integers 0..L) for uniformity.
+
+    Parameters
+    ----------
+    ranks : pandas.DataFrame
+        One column per parameter.
+    n_ranks : int
+        L: ranks lie in 0..L.
+    bins : int, optional
+        Chi-square bins, 2..L+1 (default: about K / 10, dividing L + 1 evenly where possible).
+    prob : float
+        Probability of the simultaneous ECDF band shown in the plots (``ecdf_in_band``).
+    alpha : float
+        Family-wise false-alarm rate of the ``calibrated`` verdict over all parameters:
+        with m parameters each runs two tests at level alpha / (2 m) (Bonferroni), so a
+        calibrated sampler is called miscalibrated with probability at most ``alpha``.
 
     Returns
     -------
     pandas.DataFrame
         Per parameter: ``n_sims``, ``bins``, ``chi2``, ``df``, ``p_value`` (chi-square on
         binned ranks), ``ecdf_in_band`` (the ECDF stays inside the simultaneous
-        ``prob`` band), ``max_ecdf_diff`` and ``calibrated`` (p >= 0.01 and in band).
+        ``prob`` band), ``max_ecdf_diff`` and ``calibrated`` (p >= alpha / (2 m) and the
+        ECDF inside the 1 - alpha / (2 m) band). ``attrs`` hold ``alpha`` and ``level``.
     """
     from scipy import stats
 
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha={alpha!r} must lie in (0, 1), e.g. 0.05")
+    if bins is not None and not 2 <= bins <= n_ranks + 1:
+        raise ValueError(f"bins={bins!r} must lie in 2..L+1 = {n_ranks + 1} (ranks take L + 1 = {n_ranks + 1} values)")
+    m = sum(1 for param in ranks.columns if ranks[param].notna().any())
+    level = alpha / (2 * max(m, 1))
     rows = {}
     for param in ranks.columns:
         r = ranks[param].dropna().to_numpy(dtype=int)
@@ -825,14 +848,19 @@ def uniformity(ranks: pd.DataFrame, n_ranks: int, bins: int | None = None, prob:
         observed = np.bincount(which, minlength=b)
         expected = k * width / (n_ranks + 1)
         chi2, p_value = stats.chisquare(observed, expected)
-        z, lower, upper = ecdf_band(k, n_ranks, prob)
         ecdf = np.searchsorted(np.sort(r), np.arange(n_ranks), side="right") / k
-        in_band = bool(np.all((ecdf >= lower - 1e-12) & (ecdf <= upper + 1e-12)))
+
+        def inside(band_prob: float) -> bool:
+            _, lower, upper = ecdf_band(k, n_ranks, band_prob)
+            return bool(np.all((ecdf >= lower - 1e-12) & (ecdf <= upper + 1e-12)))
+
+        z = ecdf_band(k, n_ranks, prob)[0]
         rows[param] = {"n_sims": k, "bins": b, "chi2": float(chi2), "df": b - 1, "p_value": float(p_value),
-                       "ecdf_in_band": in_band, "max_ecdf_diff": float(np.max(np.abs(ecdf - z))),
-                       "calibrated": bool(p_value >= 0.01 and in_band)}
+                       "ecdf_in_band": inside(prob), "max_ecdf_diff": float(np.max(np.abs(ecdf - z))),
+                       "calibrated": bool(p_value >= level and inside(1 - level))}
     frame = pd.DataFrame.from_dict(rows, orient="index")
     frame.index.name = "parameter"
+    frame.attrs.update(alpha=alpha, level=level)
     return frame
 
 
@@ -925,7 +953,7 @@ class SBCResult:
 
     @property
     def calibrated(self) -> bool:
-        """True when every parameter passes (chi-square p >= 0.01 and ECDF inside its 95 % band)."""
+        """True when every parameter passes at a family-wise false-alarm rate of 5 % (:func:`uniformity`)."""
         u = self.uniformity()
         return bool(len(u) and u["calibrated"].all())
 

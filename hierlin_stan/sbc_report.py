@@ -35,7 +35,7 @@ READING_NOTE = (
     "Reading the plots: in the histograms the shaded band is where each bar of a uniform histogram falls "
     "with 99% probability; in the ECDF-difference plots the band holds the whole curve with 95% probability "
     "(simultaneous band, Säilynoja, Bürkner & Vehtari 2022). A U-shaped histogram (ECDF difference first "
-    "below zero, then above) means posteriors too narrow; a hump (first above, then below) too wide; a "
+    "above zero, then below) means posteriors too narrow; a hump (first below, then above) too wide; a "
     "slope to one side a biased posterior."
 )
 
@@ -67,7 +67,11 @@ def write_sbc_report(result: "SBCResult", folder: str | Path) -> Path:
             "Uniformity",
             paragraphs=[
                 "Chi-square test on binned ranks (p-value per parameter) and whether the ECDF of the ranks "
-                "stays inside its simultaneous 95% band. 'calibrated' = p >= 0.01 and inside the band.",
+                "stays inside its simultaneous 95% band (ecdf_in_band, as plotted). The verdict 'calibrated' "
+                f"keeps the false-alarm rate over all {len(tests)} parameters at {tests.attrs['alpha']:.0%} "
+                f"(Bonferroni): per parameter p >= {tests.attrs['level']:.3g} and the ECDF inside the "
+                f"{1 - tests.attrs['level']:.2%} simultaneous band. A curve just outside the plotted 95% band "
+                "is expected now and then when several parameters are checked.",
             ],
             tables=[("", tests)],
             row_status="calibrated",

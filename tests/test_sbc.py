@@ -70,15 +70,21 @@ def test_uniformity_tests_have_their_nominal_size():
     """Uniform ranks: chi-square rejects ~1 % at p < 0.01, the ECDF leaves its 95 % band ~5 %."""
     rng = np.random.default_rng(3)
     n_rep, k, n_ranks = 1000, 100, 49
-    out_of_band, small_p = 0, 0
+    out_of_band, small_p, family_alarms = 0, 0, 0
     for _ in range(n_rep // 4):
         ranks = pd.DataFrame(rng.integers(0, n_ranks + 1, size=(k, 4)), columns=list(PARAMS))
         u = uniformity(ranks, n_ranks)
         out_of_band += int((~u["ecdf_in_band"]).sum())
         small_p += int((u["p_value"] < 0.01).sum())
+        family_alarms += int(not u["calibrated"].all())
     mcse_band = math.sqrt(0.05 * 0.95 / n_rep)
     assert abs(out_of_band / n_rep - 0.05) < 4 * mcse_band + 0.01  # + discreteness of ranks
     assert small_p / n_rep < 0.01 + 4 * math.sqrt(0.01 * 0.99 / n_rep)
+    # the verdict over all 4 parameters: false alarms at most 5 % (Bonferroni is conservative)
+    n_families = n_rep // 4
+    assert family_alarms / n_families < 0.05 + 4 * math.sqrt(0.05 * 0.95 / n_families)
+    with pytest.raises(ValueError, match="bins=51 must lie in 2..L"):
+        uniformity(ranks, n_ranks, bins=51)
     # and they see a too-narrow posterior (U-shaped ranks)
     u_shaped = np.concatenate([rng.integers(0, 8, 50), rng.integers(42, 50, 50)])
     bad = uniformity(pd.DataFrame({"a": u_shaped}), n_ranks)
@@ -155,6 +161,10 @@ def test_marginal_nuts_passes_sbc(calibrated):
     # seed 2024 gave mu_b p = 0.0024 on its first 40 simulations and p = 0.78 on 200).
     assert (u["p_value"] > 1e-3).all(), u
     assert u["ecdf_in_band"].all(), u
+    # the verdict controls the false-alarm rate over the 4 parameters at 5 % (Bonferroni)
+    assert calibrated.calibrated
+    verdict = calibrated.uniformity()
+    assert verdict.attrs["level"] == pytest.approx(0.05 / 8)
     table = calibrated.table
     assert (table["max_rhat"] < 1.05).all()
     # J = 4 groups with 200 warm-up iterations: a few fits have a divergence or two, no more
