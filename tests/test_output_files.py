@@ -12,25 +12,25 @@ from hierlin_stan.utils.files import write_text_atomic
 
 
 @pytest.fixture
-def umask_022():
-    old = os.umask(0o022)
-    yield
-    os.umask(old)
+def umask_027(monkeypatch):
+    from hierlin_stan.utils import files
+
+    monkeypatch.setattr(files, "_UMASK", 0o027)  # the umask is read once, at import
 
 
 def _mode(path) -> int:
     return stat.S_IMODE(os.stat(path).st_mode)
 
 
-def test_staged_folder_and_files_follow_the_umask(tmp_path, umask_022):
+def test_staged_folder_and_files_follow_the_umask(tmp_path, umask_027):
     import pandas as pd
 
     out = tmp_path / "report"
     with staged_output(out) as folder:
         write_table(pd.DataFrame({"a": [1.0]}), folder / "t", "a table")
         write_text_atomic(folder / "note.txt", "hello\n")
-    assert _mode(out) == 0o755  # not mkdtemp's private 0700
-    assert {p.name: _mode(p) for p in out.iterdir()} == {"t.csv": 0o644, "t.md": 0o644, "note.txt": 0o644}
+    assert _mode(out) == 0o750  # not mkdtemp's private 0700
+    assert {p.name: _mode(p) for p in out.iterdir()} == {"t.csv": 0o640, "t.md": 0o640, "note.txt": 0o640}
 
 
 def test_failed_block_leaves_no_folder_and_keeps_the_old_one(tmp_path):

@@ -10,6 +10,11 @@ from typing import Iterator, Union
 
 PathLike = Union[str, "os.PathLike[str]"]
 
+# Read once, at import: os.umask can only be read by setting it, which would
+# briefly change it for every thread of the process.
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 
 def umask_mode(folder: bool = False) -> int:
     """Permissions a plain ``open``/``mkdir`` would give under the user's umask.
@@ -17,9 +22,7 @@ def umask_mode(folder: bool = False) -> int:
     ``tempfile.mkstemp``/``mkdtemp`` create private (0600/0700) entries; results
     renamed into place from them get these modes instead, as users expect.
     """
-    mask = os.umask(0)
-    os.umask(mask)
-    return (0o777 if folder else 0o666) & ~mask
+    return (0o777 if folder else 0o666) & ~_UMASK
 
 
 @contextlib.contextmanager
