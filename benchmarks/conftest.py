@@ -114,4 +114,4 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):  # noqa: D103
         text = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in numbers.items())
         tr.write_line(f"{name}: {text}")
     for name, value in _ratios().items():
-        tr.write_line(f"{name}: {value:,.0f}x")
+        tr.write_line(f"{name}: {value:,.3g}x")
