@@ -223,7 +223,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     """Run the chosen samplers on one dataset, write the report folder, print the table."""
     from .compare import compare
-    from .compare_report import check_output, display_table, headline, parse_samplers
+    from .compare_report import display_table, headline, parse_samplers
+    from .report import check_output
 
     start = time.perf_counter()
     names = parse_samplers(args.samplers)
@@ -278,8 +279,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
     """Run the benchmark and write its tables and plots."""
     from .bench import run_bench
     from .compare_report import parse_samplers
+    from .report import check_output
 
     samplers = parse_samplers(args.samplers)
+    check_output(args.out, args.force)  # fail now, not after minutes of benchmarking
     result = run_bench(args.out, quick=args.quick, samplers=samplers, engine=args.engine, force=args.force,
                        log=(lambda line: None) if args.quiet else None)
     cols = [c for c in ("label", "sampling_chain_seconds", "min_ess_bulk", "min_ess_bulk_per_s", "error")

@@ -34,7 +34,7 @@ from .utils.files import write_text_atomic
 if TYPE_CHECKING:  # pragma: no cover
     from .compare import Comparison
 
-__all__ = ["assess", "headline", "display_table", "write_comparison", "parse_samplers", "check_output"]
+__all__ = ["assess", "headline", "display_table", "write_comparison", "parse_samplers"]
 
 #: The fast and the slow end of the headline ratio: Stan NUTS on the marginal
 #: posterior against Metropolis on the full posterior (the notebook's sampler and target).
@@ -68,25 +68,6 @@ def parse_samplers(text: str | None) -> list[str] | None:
     if unknown:
         raise ValueError(f"--samplers: unknown sampler(s) {', '.join(unknown)}; {choices()}")
     return check_samplers(names)
-
-
-def check_output(out: str | Path, force: bool = False) -> None:
-    """Raise now if :func:`write_comparison` would refuse ``out`` (before minutes of sampling).
-
-    Raises
-    ------
-    hierlin_stan.report.OutputExistsError
-        ``out`` exists, is not empty, and ``force`` is False.
-    NotADirectoryError
-        ``out`` is a file.
-    """
-    from .report import OutputExistsError
-
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise NotADirectoryError(f"output path {out} is a file; give a folder path (--out DIR)")
-    if out.is_dir() and any(out.iterdir()) and not force:
-        raise OutputExistsError(f"output folder {out} exists and is not empty; pass --force (force=True) to replace it")
 
 
 def _num(value: Any) -> float:

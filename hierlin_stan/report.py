@@ -28,9 +28,8 @@ class OutputExistsError(FileExistsError):
     """The output folder exists and overwriting was not asked for."""
 
 
-@contextlib.contextmanager
-def staged_output(out: str | Path, force: bool = False) -> Iterator[Path]:
-    """Yield a scratch folder that replaces ``out`` when the block succeeds.
+def check_output(out: str | Path, force: bool = False) -> Path:
+    """Raise now if :func:`staged_output` would refuse ``out`` (call it before long work).
 
     Raises
     ------
@@ -44,6 +43,21 @@ def staged_output(out: str | Path, force: bool = False) -> Iterator[Path]:
         raise NotADirectoryError(f"output path {out} is a file; give a folder path (--out DIR)")
     if out.is_dir() and any(out.iterdir()) and not force:
         raise OutputExistsError(f"output folder {out} exists and is not empty; pass --force (force=True) to replace it")
+    return out
+
+
+@contextlib.contextmanager
+def staged_output(out: str | Path, force: bool = False) -> Iterator[Path]:
+    """Yield a scratch folder that replaces ``out`` when the block succeeds.
+
+    Raises
+    ------
+    OutputExistsError
+        ``out`` exists, is not empty, and ``force`` is False.
+    NotADirectoryError
+        ``out`` is a file.
+    """
+    out = check_output(out, force)
     out.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
     os.chmod(scratch, umask_mode(folder=True))
