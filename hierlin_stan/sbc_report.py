@@ -99,7 +99,7 @@ def _summary_section(result: "SBCResult") -> Section:
                 back["sampler"], _engines_used(result, back.get("engine")), _priors_text(gen["priors"]), _priors_text(back["fit_priors"]),
                 _design_text(gen), ", ".join(f"{k}={v}" for k, v in back["settings"].items()) or "defaults",
                 cfg["seed"], s["n_sims"], s["n_ok"], s["n_failed"], s["n_ranks"], s["n_ess_limited"],
-                s["n_with_divergences"], s["median_min_ess_bulk"],
+                s["n_with_divergences"], f"{s['median_min_ess_bulk']:.0f}",
             ]
         },
         index=["sampler", "engine", "simulating priors", "fitting priors", "design", "sampler settings", "seed",
