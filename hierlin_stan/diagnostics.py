@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .data import TRUTH_KEYS
+
 with warnings.catch_warnings():
     # arviz 0.23 announces its 1.0 refactor with a FutureWarning on import.
     warnings.simplefilter("ignore", FutureWarning)
@@ -39,7 +41,7 @@ __all__ = [
 ]
 
 #: The hyperparameters every sampler writes, in display order.
-HYPER: tuple[str, ...] = ("a", "mu_b", "sigma_b", "eps")
+HYPER: tuple[str, ...] = TRUTH_KEYS
 
 #: R-hat above this means the chains have not converged (Vehtari et al. 2021).
 RHAT_MAX = 1.01

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numbers
 import warnings
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -14,6 +14,7 @@ from .engines import get_engine
 from .io_stan import to_inference_data
 from .priors import PriorsLike, resolve_priors
 from .programs import check_parameterization
+from .utils.checks import positive_int as _positive_int
 from .utils.seeds import resolve_seed
 
 # Above this many stored values of b (chains x draws x J) the marginal fit drops b
@@ -159,12 +160,6 @@ def simulate_stan(
         truth = {name: float(v[name][0, k]) for name in ("a", "mu_b", "sigma_b", "eps")}
         out.append(Dataset.from_arrays(v["x"][0, k], v["y"][0, k], group, len(sizes), truth, v["b"][0, k]))
     return out
-
-
-def _positive_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name}={value!r} must be an integer >= 1")
-    return int(value)
 
 
 def environment_versions() -> dict[str, str]:

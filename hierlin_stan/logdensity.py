@@ -29,7 +29,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .data import Dataset, rss_coefficients
+from .data import TRUTH_KEYS, Dataset, rss_coefficients
 from .priors import Priors, PriorsLike, resolve_priors
 
 __all__ = ["KINDS", "HYPER", "Target"]
@@ -37,7 +37,7 @@ __all__ = ["KINDS", "HYPER", "Target"]
 #: The Stan programs a :class:`Target` reproduces.
 KINDS: tuple[str, ...] = ("centered", "noncentered", "marginal")
 #: The hyperparameters, first in Stan's parameter order.
-HYPER: tuple[str, ...] = ("a", "mu_b", "sigma_b", "eps")
+HYPER: tuple[str, ...] = TRUTH_KEYS
 
 _LOG_2PI = math.log(2.0 * math.pi)
 _LOG_2 = math.log(2.0)

@@ -40,7 +40,8 @@ import numpy as np
 from ._arviz import az
 from .data import Dataset
 from . import fitting
-from .fitting import MAX_KEPT_VALUES, _positive_int
+from .fitting import MAX_KEPT_VALUES
+from .utils.checks import positive_int as _positive_int
 from .io_stan import build_inference_data
 from .logdensity import HYPER, Target
 from .priors import PriorsLike, resolve_priors

@@ -23,10 +23,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .data import Dataset, rss_coefficients
+from .data import TRUTH_KEYS, Dataset, rss_coefficients
 from .io_stan import build_inference_data
 from .priors import PriorsLike, resolve_priors
 from .programs import check_parameterization
+from .utils.checks import positive_int as _positive_int
 from .utils.seeds import resolve_seed
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -50,7 +51,7 @@ SAMPLERS: tuple[str, ...] = ("nuts", "metropolis", "nutpie")
 #: ``idata.attrs["sampler"]`` of each.
 SAMPLER_LABELS: dict[str, str] = {"nuts": "pymc-nuts", "metropolis": "pymc-metropolis", "nutpie": "nutpie"}
 #: The hyperparameters every parameterization has.
-HYPER: tuple[str, ...] = ("a", "mu_b", "sigma_b", "eps")
+HYPER: tuple[str, ...] = TRUTH_KEYS
 #: Sample statistics kept, under the package's names: PyMC name -> package name.
 _PYMC_STATS = {
     "lp": "lp",
@@ -433,7 +434,6 @@ def fit_pymc(
     ImportError
         PyMC (or, for ``sampler="nutpie"``, nutpie) is not installed.
     """
-    from .fitting import _positive_int
 
     check_parameterization(parameterization)
     if sampler not in SAMPLERS:

@@ -62,8 +62,10 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from .data import TRUTH_KEYS
 from .priors import Priors, PriorsLike, resolve_priors
 from .utils.files import atomic_path, write_text_atomic
+from .utils.checks import positive_int as _positive_int
 from .utils.seeds import MAX_SEED, resolve_seed
 
 __all__ = [
@@ -82,7 +84,7 @@ __all__ = [
 ]
 
 #: The hyperparameters whose calibration is checked.
-PARAMS: tuple[str, ...] = ("a", "mu_b", "sigma_b", "eps")
+PARAMS: tuple[str, ...] = TRUTH_KEYS
 #: Samplers of :data:`hierlin_stan.compare.SAMPLERS` that SBC can run.
 SBC_SAMPLERS: tuple[str, ...] = (
     "stan-marginal", "stan-centered", "stan-noncentered", "metropolis-marginal", "metropolis-full",
@@ -558,12 +560,6 @@ def _check_executor(executor: Any, scheduler: Any) -> tuple[str, Any]:
     if Client is not None and isinstance(executor, Client):
         return "dask", executor
     raise ValueError(f"executor={executor!r} is not understood; use 'pool', 'dask' or a distributed.Client")
-
-
-def _positive_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name}={value!r} must be an integer >= 1")
-    return int(value)
 
 
 # --------------------------------------------------------------- executors
