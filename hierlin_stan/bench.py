@@ -155,37 +155,19 @@ def bench_samplers(
         Indexed by sampler; a sampler that fails (PyMC missing, ...) gets a row with
         its ``error``. ``speedup_vs_slowest`` is the ESS/s over that of the slowest sampler.
     """
-    from .compare import SAMPLERS, available_samplers, check_samplers, run_sampler
+    from .compare import available_samplers, check_samplers, compare
 
     names = check_samplers(samplers if samplers is not None else available_samplers())
-    dataset = simulate(seed=seed) if dataset is None else dataset
-    rows = []
-    for name in names:
-        spec = SAMPLERS[name]
-        log(f"bench: {spec.label} ...")
-        row: dict[str, Any] = {"sampler": name, "label": spec.label}
-        start = time.perf_counter()
-        try:
-            idata = run_sampler(spec, dataset, seed, None, engine, show_progress, **(settings or {}).get(name, {}))
-        except Exception as err:  # recorded like compare(): one failing sampler does not lose the run
-            row["error"] = f"{type(err).__name__}: {err}"
-            rows.append(row)
-            continue
-        st = sampler_stats(idata)
-        row.update({
-            "chains x draws": f"{st['n_chains']} x {st['n_draws']}",
-            "wall_seconds": time.perf_counter() - start,
-            "compile_seconds": st["compile_seconds"],
-            "warmup_seconds": st["warmup_seconds"],
-            "sampling_chain_seconds": st["sampling_chain_seconds"],
-            "min_ess_bulk": st["min_ess_bulk"],
-            "min_ess_bulk_per_s": st["min_ess_bulk_per_s"],
-            "max_rhat": st["max_rhat"],
-            "divergences": st["divergences"],
-            "iterations_per_second": idata.attrs.get("iterations_per_second"),
-        })
-        rows.append(row)
-    frame = pd.DataFrame(rows).set_index("sampler")
+    # a plan's settings may name samplers the user left out of this run
+    settings = {name: extra for name, extra in (settings or {}).items() if name in names}
+    comparison = compare(dataset if dataset is not None else simulate(seed=seed), samplers=names, seed=seed,
+                         engine=engine, settings=settings, show_progress=show_progress,
+                         log=lambda line: log(f"bench: {line}"))
+    frame = comparison.table.copy()
+    # what a benchmark adds to the comparison table: the whole run and the raw iteration speed
+    for column in ("warmup_seconds", "wall_seconds", "iterations_per_second"):
+        frame[column] = [comparison.fits[name].attrs.get(column) if name in comparison.fits else None
+                         for name in frame.index]
     if "min_ess_bulk_per_s" in frame:
         per_s = pd.to_numeric(frame["min_ess_bulk_per_s"], errors="coerce")
         good = per_s[np.isfinite(per_s) & (per_s > 0)]

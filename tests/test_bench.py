@@ -71,3 +71,15 @@ def test_plot_scaling_draws_on_given_axes_and_checks_columns():
     plt.close(fig)
     with pytest.raises(ValueError, match="fit_seconds"):
         plot_scaling(frame.drop(columns="fit_seconds"))
+
+
+def test_bench_samplers_subset_with_a_plans_settings():
+    import hierlin_stan as hs
+    from hierlin_stan.bench import bench_samplers
+
+    # the quick plan also sets metropolis-full, which this run leaves out
+    table = bench_samplers(hs.simulate(groups=[5] * 4, eps=0.5, seed=1), samplers=["metropolis-marginal"],
+                           settings=PLANS["quick"].settings, seed=1)
+    assert list(table.index) == ["metropolis-marginal"]
+    row = table.loc["metropolis-marginal"]
+    assert row["iterations_per_second"] > 0 and row["min_ess_bulk_per_s"] > 0 and row["speedup_vs_slowest"] == 1.0
