@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import hierlin_stan as hs
-from hierlin_stan.logdensity import Target
+from hierlin_stan.samplers.logdensity import Target
 
 from .conftest import SEED, record
 

@@ -11,7 +11,7 @@ import statistics
 
 import pytest
 
-from hierlin_stan.metropolis import metropolis
+from hierlin_stan.samplers.metropolis import metropolis
 
 from .conftest import SEED, record
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import pytest
 
-from hierlin_stan.compare import SAMPLERS, available_samplers, run_sampler
-from hierlin_stan.diagnostics import sampler_stats
+from hierlin_stan.workflows.compare import SAMPLERS, available_samplers, run_sampler
+from hierlin_stan.checks.diagnostics import sampler_stats
 
 from .conftest import SEED, record
 

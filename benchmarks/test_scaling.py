@@ -21,7 +21,7 @@ import warnings
 import pytest
 
 import hierlin_stan as hs
-from hierlin_stan.diagnostics import sampler_stats
+from hierlin_stan.checks.diagnostics import sampler_stats
 
 from .conftest import SEED, record
 

@@ -151,8 +151,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """Simulate the notebook's data, fit marginal and centered NUTS, write and judge."""
     import pandas as pd
 
-    from . import fit, simulate
-    from .report import staged_output, write_fit_report, write_table
+    from .samplers.stan import fit
+    from .model.dataset import simulate
+    from .reports.fit_report import write_fit_report
+    from .reports.tables import write_table
+    from .utils.output import staged_output
 
     start = time.perf_counter()
     dataset = simulate(seed=args.seed)
@@ -180,7 +183,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     """Write a simulated dataset."""
-    from . import simulate, simulate_stan
+    from .model.dataset import simulate
+    from .samplers.stan import simulate_stan
 
     out = Path(args.out)
     if out.suffix not in (".csv", ".json"):
@@ -200,8 +204,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 def cmd_fit(args: argparse.Namespace) -> int:
     """Fit a dataset from a file and write the report folder."""
-    from . import Dataset, fit
-    from .report import staged_output, write_fit_report
+    from .model.dataset import Dataset
+    from .samplers.stan import fit
+    from .reports.fit_report import write_fit_report
+    from .utils.output import staged_output
 
     path = Path(args.data)
     if path.suffix == ".json":
@@ -222,16 +228,17 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     """Run the chosen samplers on one dataset, write the report folder, print the table."""
-    from .compare import compare
-    from .compare_report import display_table, headline, parse_samplers
-    from .report import check_output
+    from .workflows.compare import compare
+    from .reports.compare_report import display_table, headline, write_comparison
+    from .samplers.registry import parse_samplers
+    from .utils.output import check_output
 
     start = time.perf_counter()
     names = parse_samplers(args.samplers)
     check_output(args.out, args.force)  # fail now, not after minutes of sampling
     result = compare(samplers=names, seed=args.seed, engine=args.engine, preset=args.preset,
                      show_progress=not args.quiet)
-    out = result.write(args.out, force=args.force)
+    out = write_comparison(result, args.out, force=args.force)
     print(display_table(result).to_string())
     print()
     print("\n".join(("[OK] " if ok else "[!!] " if ok is False else "") + text for text, ok in headline(result)))
@@ -243,7 +250,8 @@ def cmd_sbc(args: argparse.Namespace) -> int:
     """Run (or resume) simulation-based calibration and write its report."""
     import warnings
 
-    from .sbc import diffuse_prior_problems, sbc
+    from .reports.sbc_report import write_sbc_report
+    from .workflows.sbc import diffuse_prior_problems, sbc
 
     design: dict[str, Any] = {}
     if args.n is not None:
@@ -262,7 +270,7 @@ def cmd_sbc(args: argparse.Namespace) -> int:
                      executor=args.executor, scheduler=args.scheduler, n_jobs=args.n_jobs, out=args.out,
                      n_ranks=args.n_ranks, sampler_settings=settings or None, fit_priors=args.fit_priors,
                      engine=args.engine, overwrite=args.force, show_progress=not args.quiet)
-    report = result.write(args.out)
+    report = write_sbc_report(result, args.out)
     s = result.summary()
     if result.ok:
         print(result.uniformity().to_string(float_format=lambda v: f"{v:.3g}"))
@@ -277,14 +285,16 @@ def cmd_sbc(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     """Run the benchmark and write its tables and plots."""
-    from .bench import run_bench
-    from .compare_report import parse_samplers
-    from .report import check_output
+    from .reports.bench_report import write_bench
+    from .workflows.bench import run_bench
+    from .samplers.registry import parse_samplers
+    from .utils.output import check_output
 
     samplers = parse_samplers(args.samplers)
     check_output(args.out, args.force)  # fail now, not after minutes of benchmarking
-    result = run_bench(args.out, quick=args.quick, samplers=samplers, engine=args.engine, force=args.force,
+    result = run_bench(quick=args.quick, samplers=samplers, engine=args.engine,
                        log=(lambda line: None) if args.quiet else None)
+    write_bench(result, args.out, force=args.force)
     cols = [c for c in ("label", "sampling_chain_seconds", "min_ess_bulk", "min_ess_bulk_per_s", "error")
             if c in result.samplers]
     print(result.samplers[cols].to_string())
@@ -325,7 +335,7 @@ def _priors(args: argparse.Namespace) -> Any:
     """The preset named by --priors with the --prior FIELD=VALUE overrides applied."""
     import dataclasses
 
-    from .priors import resolve_priors
+    from .model.priors import resolve_priors
 
     base = resolve_priors(args.priors)
     changes: dict[str, Any] = {}

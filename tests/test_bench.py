@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from hierlin_stan import cli
-from hierlin_stan.bench import PLANS, plot_scaling
+from hierlin_stan.reports.plots_bench import plot_scaling
+from hierlin_stan.workflows.bench import PLANS
 
 
 @pytest.mark.slow
@@ -75,7 +76,7 @@ def test_plot_scaling_draws_on_given_axes_and_checks_columns():
 
 def test_bench_samplers_subset_with_a_plans_settings():
     import hierlin_stan as hs
-    from hierlin_stan.bench import bench_samplers
+    from hierlin_stan.workflows.bench import bench_samplers
 
     # the quick plan also sets metropolis-full, which this run leaves out
     table = bench_samplers(hs.simulate(groups=[5] * 4, eps=0.5, seed=1), samplers=["metropolis-marginal"],

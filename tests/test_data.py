@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import hierlin_stan as hs
-from hierlin_stan.data import Dataset
+from hierlin_stan.model.dataset import Dataset
 
 
 def test_simulate_defaults_reproduce_the_notebook():

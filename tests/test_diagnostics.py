@@ -1,4 +1,4 @@
-"""Tests of hierlin_stan.diagnostics on InferenceData built from known draws."""
+"""Tests of hierlin_stan.checks.diagnostics on InferenceData built from known draws."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", FutureWarning)
     import arviz as az
 
-from hierlin_stan.diagnostics import (
+from hierlin_stan.checks.diagnostics import (
     HYPER,
     ess_per_second,
     recovery,

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 import hierlin_stan as hs
-from hierlin_stan import logdensity
+from hierlin_stan.samplers import logdensity
 from hierlin_stan.engines import get_engine
-from hierlin_stan.logdensity import KINDS, Target
-from hierlin_stan.priors import Priors
+from hierlin_stan.samplers.logdensity import KINDS, Target
+from hierlin_stan.model.priors import Priors
 
 PRIORS = ["notebook", "weakly_informative"]
 # sigma_b half-normal, eps uniform: the code path where the two scales differ

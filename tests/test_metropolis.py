@@ -17,8 +17,8 @@ with warnings.catch_warnings():
     import arviz as az
 
 from hierlin_stan import diagnostics, plots  # noqa: E402
-from hierlin_stan.logdensity import Target  # noqa: E402
-from hierlin_stan.metropolis import _rwm, _schedule, metropolis  # noqa: E402
+from hierlin_stan.samplers.logdensity import Target  # noqa: E402
+from hierlin_stan.samplers.metropolis import _rwm, _schedule, metropolis  # noqa: E402
 
 HYPER = ["a", "mu_b", "sigma_b", "eps"]
 

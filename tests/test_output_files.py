@@ -7,7 +7,8 @@ import stat
 
 import pytest
 
-from hierlin_stan.report import OutputExistsError, staged_output, write_table
+from hierlin_stan.reports.tables import write_table
+from hierlin_stan.utils.output import OutputExistsError, staged_output
 from hierlin_stan.utils.files import write_text_atomic
 
 

@@ -1,4 +1,4 @@
-"""Tests of hierlin_stan.plots: shapes, given axes, truth lines, atomic PNG output."""
+"""Tests of hierlin_stan.reports.plots: shapes, given axes, truth lines, atomic PNG output."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", FutureWarning)
     import arviz as az
 
-from hierlin_stan.plots import (  # noqa: E402
+from hierlin_stan.reports.plots import (  # noqa: E402
     TRUTH_COLOR,
     plot_ess,
     plot_ppc_lines,

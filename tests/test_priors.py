@@ -2,7 +2,7 @@
 
 import pytest
 
-from hierlin_stan.priors import Priors, resolve_priors
+from hierlin_stan.model.priors import Priors, resolve_priors
 
 
 def test_notebook_priors_are_the_default():

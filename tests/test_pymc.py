@@ -14,10 +14,10 @@ import pytest
 
 import hierlin_stan as hs
 from hierlin_stan import diagnostics
-from hierlin_stan.crosscheck import cross_check, cross_check_report
+from hierlin_stan.checks.crosscheck import cross_check, cross_check_report
 from hierlin_stan.engines import get_engine
-from hierlin_stan.priors import resolve_priors
-from hierlin_stan import pymc_backend as pb
+from hierlin_stan.model.priors import resolve_priors
+from hierlin_stan.samplers import pymc_backend as pb
 
 PYMC_OK, PYMC_WHY = pb.pymc_available()
 NUTPIE_OK, NUTPIE_WHY = pb.nutpie_available()
@@ -271,7 +271,7 @@ def test_metropolis_output(grouped_data, fit_cache):
 
 @pymc_test
 def test_metropolis_chains_start_from_different_points(grouped_data):
-    from hierlin_stan.pymc_backend import build_pymc_model, jittered_starts
+    from hierlin_stan.samplers.pymc_backend import build_pymc_model, jittered_starts
 
     model = build_pymc_model(grouped_data, "centered")
     starts = jittered_starts(model, [1, 2, 3, 4])

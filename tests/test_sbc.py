@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 
 import hierlin_stan as hs
-from hierlin_stan._arviz import az
+from hierlin_stan.utils.az import az
 from hierlin_stan.cli import main as cli_main
-from hierlin_stan.sbc import PARAMS, SBCResult, rank_record, sbc, simulation_seeds, uniformity
+from hierlin_stan.workflows.sbc import PARAMS, SBCResult, rank_record, sbc, simulation_seeds, uniformity
 
 # Small design: 20 points in 4 groups; 4 chains x 200 NUTS draws: well under a second per fit.
 DESIGN = {"groups": [5] * 4}
@@ -94,7 +94,7 @@ def test_uniformity_tests_have_their_nominal_size():
 def test_plots_accept_axes_and_return_them(tmp_path):
     import matplotlib.pyplot as plt
 
-    from hierlin_stan.sbc_plots import plot_ecdf_difference, plot_rank_histogram, plot_sbc
+    from hierlin_stan.reports.plots_sbc import plot_ecdf_difference, plot_rank_histogram, plot_sbc
 
     rng = np.random.default_rng(4)
     ranks = pd.DataFrame(rng.integers(0, 100, size=(60, 4)), columns=list(PARAMS))
@@ -184,7 +184,7 @@ def test_results_are_written_incrementally_and_reported(calibrated):
     assert set(first["ranks"]) == set(PARAMS) and "draws" not in first  # ranks and summaries only
     loaded = SBCResult.load(out)
     pd.testing.assert_frame_equal(loaded.ranks, calibrated.ranks)
-    html = calibrated.write().read_text()
+    html = hs.write_report(calibrated).read_text()
     for name in ("ranks.csv", "simulations.csv", "uniformity.csv", "uniformity.md", "sbc_ranks.png"):
         assert (out / name).is_file(), name
     assert "Uniformity" in html and "data:image/png;base64" in html and "ceil(S / ESS)" in html
@@ -258,7 +258,7 @@ def test_failing_simulation_is_recorded_with_its_error(tmp_path):
     assert all(r["stage"] == "fit" and r["error"].startswith("RuntimeError: no convergence") for r in failed)
     assert len(result.records) == 10 and len(result.ranks) == 10 - len(expected)
     assert list(result.failures.index) == expected
-    result.write()
+    hs.write_report(result)
     assert (tmp_path / "run" / "failures.csv").is_file()
     assert "Failed simulations" in (tmp_path / "run" / "report.html").read_text()
     # failed ones are kept on resume, and rerun when asked

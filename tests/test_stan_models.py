@@ -8,7 +8,7 @@ from scipy import stats
 
 import hierlin_stan as hs
 from hierlin_stan.engines import get_engine
-from hierlin_stan.priors import Priors
+from hierlin_stan.model.priors import Priors, resolve_priors
 
 pytestmark = pytest.mark.slow
 HYPER = ("a", "mu_b", "sigma_b", "eps")
@@ -42,7 +42,7 @@ def test_marginal_log_density_equals_dense_mvn(engine_name, priors):
         group=[1, 1, 1, 1, 1, 2, 3, 3, 3, 4, 4, 6],
         n_groups=7,
     )
-    pri = hs.priors.resolve_priors(priors)
+    pri = resolve_priors(priors)
     engine = get_engine(engine_name)
     rng = np.random.default_rng(0)
     points = [

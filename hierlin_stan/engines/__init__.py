@@ -5,7 +5,8 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from . import cmdstan_engine, pystan_engine
+from . import cmdstan_engine
+from . import pystan_engine
 from .base import ChainError, Engine, EngineError, RawDraws
 
 ENGINES = ("auto", "cmdstan", "pystan")

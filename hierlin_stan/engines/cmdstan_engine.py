@@ -21,7 +21,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ..programs import program_hash, program_source
+from .programs import program_hash, program_source
 from ..utils.cache import cache_root, file_lock
 from .base import ChainError, EngineError, RawDraws, split_columns
 

@@ -18,7 +18,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ..programs import program_hash, program_source
+from .programs import program_hash, program_source
 from ..utils.cache import cache_root, file_lock, working_directory
 from ..utils.progress import progress_bar
 from ..utils.signals import stop_on_interrupt

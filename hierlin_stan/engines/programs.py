@@ -14,13 +14,13 @@ _INCLUDE = re.compile(r"^\s*#include\s+<?\"?([\w./-]+?)\"?>?\s*$")
 
 def stan_dir() -> Path:
     """Folder of the ``.stan`` files: inside the installed wheel, else the source checkout."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "stan", here.parent / "stan"):
+    package = Path(__file__).resolve().parents[1]
+    candidates = (package / "stan", package.parent / "stan")  # installed wheel, source checkout
+    for candidate in candidates:
         if (candidate / "centered.stan").is_file():
             return candidate
     raise FileNotFoundError(
-        f"the Stan programs are missing (looked in {here / 'stan'} and {here.parent / 'stan'}); "
-        "reinstall hierlin_stan"
+        f"the Stan programs are missing (looked in {candidates[0]} and {candidates[1]}); reinstall hierlin_stan"
     )
 
 

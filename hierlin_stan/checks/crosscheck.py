@@ -21,7 +21,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from ._arviz import az
+from ..utils.az import az
 
 __all__ = ["cross_check", "cross_check_report"]
 

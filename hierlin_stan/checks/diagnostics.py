@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .data import TRUTH_KEYS
+from ..model.dataset import TRUTH_KEYS
 
 with warnings.catch_warnings():
     # arviz 0.23 announces its 1.0 refactor with a FutureWarning on import.

@@ -17,9 +17,9 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ._arviz import az
-from .data import Dataset
-from .engines.base import RawDraws
+from ..utils.az import az
+from ..model.dataset import Dataset
+from ..engines.base import RawDraws
 
 STAT_NAMES = {
     "lp__": "lp",

@@ -16,12 +16,13 @@ from typing import TYPE_CHECKING
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from .html_report import Section, write_report
-from .report import write_table
-from .utils.files import atomic_path
+from .html import Section, write_report
+from .plots_sbc import plot_sbc_result
+from .tables import write_table
+from ..utils.files import atomic_path
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .sbc import SBCResult
+    from ..workflows.sbc import SBCResult
 
 THINNING_NOTE = (
     "Ranks: each true value is ranked among L posterior draws (rank = number of draws below the truth, "
@@ -40,8 +41,15 @@ READING_NOTE = (
 )
 
 
-def write_sbc_report(result: "SBCResult", folder: str | Path) -> Path:
-    """Write the tables, plots and ``report.html`` of ``result`` into ``folder``; return the HTML path."""
+def write_sbc_report(result: "SBCResult", folder: str | Path | None = None) -> Path:
+    """Write the tables, plots and ``report.html`` of ``result`` into ``folder``; return the HTML path.
+
+    ``folder`` defaults to the run's own folder (``sbc(out=...)``), next to its records.
+    """
+    if folder is None:
+        if result.out is None:
+            raise ValueError("this SBC run has no folder: pass one (write_report(result, 'sbc_out'))")
+        folder = result.out
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     ranks = result.ranks
@@ -61,7 +69,7 @@ def write_sbc_report(result: "SBCResult", folder: str | Path) -> Path:
         tests = result.uniformity()
         write_table(tests, folder / "uniformity", result.title() + ": uniformity of ranks")
         fig_path = folder / "sbc_ranks.png"
-        axes = result.plot(fig_path)
+        axes = plot_sbc_result(result, fig_path)
         plt.close(axes.flat[0].figure)
         sections.append(Section(
             "Uniformity",
@@ -123,7 +131,7 @@ def _engines_used(result: "SBCResult", asked: str | None) -> str:
 
 
 def _priors_text(fields: dict) -> str:
-    from .priors import Priors
+    from ..model.priors import Priors
 
     return Priors(**fields).describe()
 

@@ -13,7 +13,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .utils.files import atomic_path
+from ..utils.files import atomic_path
 
 TRUTH_KEYS = ("a", "mu_b", "sigma_b", "eps")
 

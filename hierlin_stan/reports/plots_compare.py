@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .diagnostics import HYPER, resolve_truth
+from ..checks.diagnostics import HYPER, resolve_truth
 from .plots import TRUTH_COLOR, PathLike, _pretty, plt, save_figure
 
 __all__ = ["plot_posteriors_overlay", "plot_intervals_by_sampler", "SAMPLER_COLORS"]

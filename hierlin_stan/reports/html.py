@@ -16,7 +16,7 @@ from typing import Any, Sequence
 import pandas as pd
 
 from .tables import format_value
-from .utils.files import write_text_atomic
+from ..utils.files import write_text_atomic
 
 _CSS = """
 body { font-family: -apple-system, 'Segoe UI', Roboto, Helvetica, Arial, sans-serif; margin: 2rem auto;

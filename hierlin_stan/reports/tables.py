@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+from ..utils.files import atomic_path, write_text_atomic
 
 
 def format_value(value: Any) -> str:
@@ -31,3 +34,14 @@ def to_markdown(frame: pd.DataFrame, index: bool = True) -> str:
         cells = ([str(label)] if index else []) + [format_value(v.item() if hasattr(v, "item") else v) for v in row]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def write_table(frame: pd.DataFrame, stem: str | Path, title: str | None = None) -> list[Path]:
+    """Write ``frame`` as ``stem.csv`` and ``stem.md``; return both paths."""
+    stem = Path(stem)
+    csv_path, md_path = stem.with_suffix(".csv"), stem.with_suffix(".md")
+    with atomic_path(csv_path) as tmp:
+        frame.to_csv(tmp)
+    head = f"## {title}\n\n" if title else ""
+    write_text_atomic(md_path, head + to_markdown(frame))
+    return [csv_path, md_path]

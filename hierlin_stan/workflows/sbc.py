@@ -62,11 +62,11 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from .data import TRUTH_KEYS
-from .priors import Priors, PriorsLike, resolve_priors
-from .utils.files import atomic_path, write_text_atomic
-from .utils.checks import positive_int as _positive_int
-from .utils.seeds import MAX_SEED, resolve_seed
+from ..checks.calibration import PARAMS, default_bins, ecdf_band, rank_record, uniformity
+from ..model.priors import Priors, PriorsLike, resolve_priors
+from ..utils.files import atomic_path, write_text_atomic
+from ..utils.checks import positive_int as _positive_int
+from ..utils.seeds import MAX_SEED, resolve_seed
 
 __all__ = [
     "PARAMS",
@@ -83,8 +83,6 @@ __all__ = [
     "diffuse_prior_problems",
 ]
 
-#: The hyperparameters whose calibration is checked.
-PARAMS: tuple[str, ...] = TRUTH_KEYS
 #: Samplers of :data:`hierlin_stan.compare.SAMPLERS` that SBC can run.
 SBC_SAMPLERS: tuple[str, ...] = (
     "stan-marginal", "stan-centered", "stan-noncentered", "metropolis-marginal", "metropolis-full",
@@ -138,7 +136,7 @@ class SBCGenerator:
 
     def dataset(self, seed: int) -> Any:
         """One simulated :class:`~hierlin_stan.Dataset` (with ``truth``) for ``seed``."""
-        from .fitting import simulate_stan
+        from ..samplers.stan import simulate_stan
 
         groups = list(self.groups) if isinstance(self.groups, tuple) else self.groups
         return simulate_stan(1, n=self.n, groups=groups, x_low=self.x_low, x_high=self.x_high,
@@ -186,7 +184,7 @@ class SBCBackend:
         """Fit ``dataset`` with seed ``seed``; return InferenceData."""
         if callable(self.sampler):
             return self.sampler(dataset, seed)
-        from .compare import SAMPLERS, run_sampler
+        from ..samplers.registry import SAMPLERS, run_sampler
 
         spec = SAMPLERS[self.sampler]
         settings = {"keep_b": False, **dict(self.settings)}
@@ -196,83 +194,6 @@ class SBCBackend:
         """JSON-able description (used to check that a resumed run is the same run)."""
         return {"sampler": self.name, "fit_priors": dataclasses.asdict(self.priors),
                 "settings": {k: v for k, v in self.settings}, "engine": self.engine}
-
-
-# ------------------------------------------------------------------- ranks
-def rank_record(idata: Any, truth: Mapping[str, float], n_ranks: int = 99) -> dict[str, Any]:
-    """Ranks of the true values among ``n_ranks`` thinned posterior draws, and summaries.
-
-    Parameters
-    ----------
-    idata : arviz.InferenceData
-        A fit with a, mu_b, sigma_b, eps in its posterior (chain, draw).
-    truth : mapping
-        True a, mu_b, sigma_b, eps.
-    n_ranks : int
-        L: the number of draws the truth is ranked among (ranks are 0..L).
-
-    Returns
-    -------
-    dict
-        ``ranks`` (int per parameter), ``thin``, ``ess_limited``, ``min_ess_bulk``,
-        ``max_rhat``, ``divergences``, ``post_mean``, ``post_sd``, ``z`` (posterior
-        z-score of the truth).
-
-    Notes
-    -----
-    Thinning: ``t = ceil(S / ESS_min)`` per chain (S total draws, ESS_min the smallest
-    bulk-ESS over the four parameters); L evenly spaced draws are kept from the
-    thinned draws of all chains. If fewer than L remain, ``t`` is lowered until L
-    remain and ``ess_limited`` is True.
-    """
-    from ._arviz import az
-
-    post = idata.posterior
-    chains, draws = int(post.sizes["chain"]), int(post.sizes["draw"])
-    total = chains * draws
-    if total < n_ranks:
-        raise ValueError(f"the fit has {total} draws in all but n_ranks={n_ranks}; "
-                         "give the sampler more draws or lower n_ranks")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        ess = az.ess(idata, var_names=list(PARAMS), method="bulk")
-        rhat = az.rhat(idata, var_names=list(PARAMS))
-    ess_values = [float(ess[p]) for p in PARAMS]
-    min_ess = min(ess_values) if all(math.isfinite(v) for v in ess_values) else float("nan")
-    thin = max(1, math.ceil(total / min_ess)) if math.isfinite(min_ess) and min_ess > 0 else total
-    limited = False
-    while chains * math.ceil(draws / thin) < n_ranks:
-        thin -= 1
-        limited = True
-    kept = chains * math.ceil(draws / thin)
-    index = np.round(np.linspace(0, kept - 1, n_ranks)).astype(int)
-    ranks, mean, sd, z = {}, {}, {}, {}
-    for p in PARAMS:
-        values = np.asarray(post[p].values, dtype=float)
-        sample = values[:, ::thin].reshape(-1)[index]
-        ranks[p] = int(np.sum(sample < truth[p]))
-        mean[p] = float(values.mean())
-        sd[p] = float(values.std(ddof=1))
-        z[p] = float((mean[p] - truth[p]) / sd[p]) if sd[p] > 0 else float("nan")
-    divergences = None
-    if "sample_stats" in idata.groups() and "diverging" in idata.sample_stats:
-        divergences = int(np.asarray(idata.sample_stats["diverging"].values).sum())
-    rhats = [float(rhat[p]) for p in PARAMS]
-    return {
-        "ranks": ranks,
-        "thin": int(thin),
-        "ess_limited": bool(limited),
-        "min_ess_bulk": _finite_or_none(min_ess),
-        "max_rhat": _finite_or_none(max(rhats) if all(math.isfinite(r) for r in rhats) else float("nan")),
-        "divergences": divergences,
-        "post_mean": mean,
-        "post_sd": sd,
-        "z": z,
-    }
-
-
-def _finite_or_none(value: float) -> float | None:
-    return float(value) if math.isfinite(value) else None
 
 
 # ------------------------------------------------------------ one simulation
@@ -325,7 +246,7 @@ def run_simulation(task: SimTask) -> dict[str, Any]:
 def _init_worker(engine: str, program: str | None) -> None:
     """Process-pool initializer: build (or find cached) the Stan programs once per worker."""
     warnings.simplefilter("ignore")
-    from .engines import get_engine
+    from ..engines import get_engine
 
     eng = get_engine(engine, verbose=False)
     for name in ("simulate",) + ((program,) if program else ()):
@@ -481,7 +402,7 @@ def diffuse_prior_problems(priors: Priors) -> list[str]:
 
 
 def _make_generator(design: Mapping[str, Any] | None, prior: Priors, engine: str) -> SBCGenerator:
-    from .data import _group_sizes
+    from ..model.dataset import _group_sizes
 
     spec = dict(DEFAULT_DESIGN)
     if design is not None:
@@ -502,7 +423,7 @@ def _make_generator(design: Mapping[str, Any] | None, prior: Priors, engine: str
     groups = spec["groups"]
     if groups is not None and not isinstance(groups, numbers.Integral):
         groups = tuple(int(g) for g in groups)
-    from .engines import ENGINES
+    from ..engines import ENGINES
 
     if engine not in ENGINES:
         raise ValueError(f"engine={engine!r} is unknown; use one of {list(ENGINES)}")
@@ -515,7 +436,7 @@ def _make_backend(sampler: Any, prior: Priors, settings: Mapping[str, Any] | Non
     if sampler not in SBC_SAMPLERS:
         raise ValueError(f"sampler={sampler!r} cannot be calibrated here; choose one of {list(SBC_SAMPLERS)} "
                          "or pass a function f(dataset, seed) -> InferenceData")
-    from .compare import SAMPLERS
+    from ..samplers.registry import SAMPLERS
 
     family = SAMPLERS[sampler].family
     merged = {**SBC_SETTINGS.get(family, {}), **dict(settings or {})}
@@ -533,7 +454,7 @@ def _check_enough_draws(backend: SBCBackend, n_ranks: int) -> None:
     """A named sampler must keep at least L draws per fit (known before running)."""
     if callable(backend.sampler):
         return
-    from .compare import SAMPLERS
+    from ..samplers.registry import SAMPLERS
 
     spec = SAMPLERS[backend.sampler]
     kw = {"chains": spec.chains, "draws": spec.draws, "thin": spec.thin, **dict(backend.settings)}
@@ -570,7 +491,7 @@ def _execute(tasks: list[SimTask], kind: str, client: Any, n_jobs: int, engine: 
         return
     program = None
     if isinstance(backend.sampler, str):
-        from .compare import SAMPLERS
+        from ..samplers.registry import SAMPLERS
 
         spec = SAMPLERS[backend.sampler]
         program = spec.parameterization if spec.family == "stan" else None
@@ -655,7 +576,7 @@ def _client_label(client: Any, n_jobs: int) -> str:
 
 
 def _progress(total: int, desc: str, enabled: bool) -> Any:
-    from .utils.progress import progress_bar
+    from ..utils.progress import progress_bar
 
     bar = progress_bar(total, desc, enabled and total > 0)
     if bar is not None:
@@ -758,106 +679,6 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
-
-
-# --------------------------------------------------------------- uniformity
-def default_bins(n_sims: int, n_ranks: int) -> int:
-    """Bins for the chi-square test: a divisor of L + 1, at most 20, >= 5 expected per bin."""
-    cap = max(2, min(20, n_sims // 5))
-    divisors = [b for b in range(2, cap + 1) if (n_ranks + 1) % b == 0]
-    return max(divisors) if divisors else cap
-
-
-def ecdf_band(n_sims: int, n_ranks: int, prob: float = 0.95) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Simultaneous ``prob`` band for the ECDF of ``n_sims`` uniform ranks on 0..L.
-
-    Returns ``(z, lower, upper)``: fractional ranks z = (r + 1) / (L + 1) for
-    r = 0..L-1 and the band of the ECDF there (Säilynoja, Bürkner & Vehtari 2022,
-    the optimised method of :func:`arviz.stats.ecdf_utils.ecdf_confidence_band`;
-    deterministic).
-    """
-    return _ecdf_band_cached(int(n_sims), int(n_ranks), float(prob))
-
-
-_BANDS: dict[tuple[int, int, float], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-
-
-def _ecdf_band_cached(n_sims: int, n_ranks: int, prob: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    key = (n_sims, n_ranks, prob)
-    if key not in _BANDS:
-        from arviz.stats.ecdf_utils import ecdf_confidence_band
-
-        r = np.arange(n_ranks)
-        z = (r + 1) / (n_ranks + 1)
-        lower, upper = ecdf_confidence_band(n_sims, r, z, prob=prob, method="optimized")
-        _BANDS[key] = (z, np.asarray(lower, float), np.asarray(upper, float))
-    return _BANDS[key]
-
-
-def uniformity(
-    ranks: pd.DataFrame, n_ranks: int, bins: int | None = None, prob: float = 0.95, alpha: float = 0.05
-) -> pd.DataFrame:
-    """Test each column of ``ranks`` (integers 0..L) for uniformity.
-
-    Parameters
-    ----------
-    ranks : pandas.DataFrame
-        One column per parameter.
-    n_ranks : int
-        L: ranks lie in 0..L.
-    bins : int, optional
-        Chi-square bins, 2..L+1 (default: about K / 10, dividing L + 1 evenly where possible).
-    prob : float
-        Probability of the simultaneous ECDF band shown in the plots (``ecdf_in_band``).
-    alpha : float
-        Family-wise false-alarm rate of the ``calibrated`` verdict over all parameters:
-        with m parameters each runs two tests at level alpha / (2 m) (Bonferroni), so a
-        calibrated sampler is called miscalibrated with probability at most ``alpha``.
-
-    Returns
-    -------
-    pandas.DataFrame
-        Per parameter: ``n_sims``, ``bins``, ``chi2``, ``df``, ``p_value`` (chi-square on
-        binned ranks), ``ecdf_in_band`` (the ECDF stays inside the simultaneous
-        ``prob`` band), ``max_ecdf_diff`` and ``calibrated`` (p >= alpha / (2 m) and the
-        ECDF inside the 1 - alpha / (2 m) band). ``attrs`` hold ``alpha`` and ``level``.
-    """
-    from scipy import stats
-
-    if not 0 < alpha < 1:
-        raise ValueError(f"alpha={alpha!r} must lie in (0, 1), e.g. 0.05")
-    if bins is not None and not 2 <= bins <= n_ranks + 1:
-        raise ValueError(f"bins={bins!r} must lie in 2..L+1 = {n_ranks + 1} (ranks take L + 1 = {n_ranks + 1} values)")
-    m = sum(1 for param in ranks.columns if ranks[param].notna().any())
-    level = alpha / (2 * max(m, 1))
-    rows = {}
-    for param in ranks.columns:
-        r = ranks[param].dropna().to_numpy(dtype=int)
-        k = r.size
-        if k == 0:
-            continue
-        if r.min() < 0 or r.max() > n_ranks:
-            raise ValueError(f"ranks of {param} must lie in 0..{n_ranks}")
-        b = bins or default_bins(k, n_ranks)
-        which = r * b // (n_ranks + 1)
-        width = np.bincount(np.arange(n_ranks + 1) * b // (n_ranks + 1), minlength=b)
-        observed = np.bincount(which, minlength=b)
-        expected = k * width / (n_ranks + 1)
-        chi2, p_value = stats.chisquare(observed, expected)
-        ecdf = np.searchsorted(np.sort(r), np.arange(n_ranks), side="right") / k
-
-        def inside(band_prob: float) -> bool:
-            _, lower, upper = ecdf_band(k, n_ranks, band_prob)
-            return bool(np.all((ecdf >= lower - 1e-12) & (ecdf <= upper + 1e-12)))
-
-        z = ecdf_band(k, n_ranks, prob)[0]
-        rows[param] = {"n_sims": k, "bins": b, "chi2": float(chi2), "df": b - 1, "p_value": float(p_value),
-                       "ecdf_in_band": inside(prob), "max_ecdf_diff": float(np.max(np.abs(ecdf - z))),
-                       "calibrated": bool(p_value >= level and inside(1 - level))}
-    frame = pd.DataFrame.from_dict(rows, orient="index")
-    frame.index.name = "parameter"
-    frame.attrs.update(alpha=alpha, level=level)
-    return frame
 
 
 # ------------------------------------------------------------------ result
@@ -969,21 +790,6 @@ class SBCResult:
             "fit_seconds_total": float(t["seconds"].sum()) if len(t) else float("nan"),
         }
 
-    def plot(self, path: str | os.PathLike[str] | None = None, kind: str = "both") -> Any:
-        """Rank histograms and/or ECDF-difference plots per parameter (:func:`sbc_plots.plot_sbc`)."""
-        from .sbc_plots import plot_sbc
-
-        return plot_sbc(self.ranks, self.n_ranks, kind=kind, path=path, title=self.title())
-
     def title(self) -> str:
         """One line naming sampler, priors and K."""
         return f"SBC of {self.config['backend']['sampler']}: K = {len(self.ok)} simulations, L = {self.n_ranks}"
-
-    def write(self, out: str | os.PathLike[str] | None = None) -> Path:
-        """Write ranks/records CSV, uniformity table, plots and ``report.html`` (each atomically)."""
-        from .sbc_report import write_sbc_report
-
-        folder = Path(out) if out is not None else self.out
-        if folder is None:
-            raise ValueError("SBCResult.write needs a folder: pass out=")
-        return write_sbc_report(self, folder)

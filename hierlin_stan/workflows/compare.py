@@ -1,19 +1,12 @@
 """Run several samplers on one dataset and judge them by the same numbers.
 
-Samplers are named ``<family>-<variant>``:
-
-* ``stan-marginal``, ``stan-centered``, ``stan-noncentered``: Stan NUTS (CmdStan or PyStan).
-* ``metropolis-marginal``, ``metropolis-full``: the package's numpy adaptive
-  random-walk Metropolis on the marginal posterior, or on the full one (all b, as
-  the notebook did).
-* ``pymc-nuts-centered``, ``pymc-nuts-marginal``, ``pymc-metropolis-centered``,
-  ``nutpie-marginal``, ``nutpie-centered``: PyMC (the ``pymc`` extra; nutpie when installed).
+Samplers are looked up by name in :mod:`hierlin_stan.samplers.registry`.
 
 :func:`compare` returns a :class:`Comparison`: every fit, one table row per
 sampler (compile and sampling seconds kept apart, min bulk/tail-ESS over a, mu_b,
 sigma_b, eps, ESS per sampling second, max R-hat, divergences, recovery), a
 cross-check of every posterior against the reference (Stan marginal NUTS), and
-:meth:`Comparison.write` for CSV, Markdown and a self-contained HTML report.
+:func:`hierlin_stan.write_report` writes CSV, Markdown and a self-contained HTML report.
 """
 
 from __future__ import annotations
@@ -27,52 +20,22 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import pandas as pd
 
-from .data import Dataset, simulate
-from .diagnostics import recovery, sampler_stats
-from .priors import PriorsLike, resolve_priors
-from .utils.seeds import resolve_seed
+from ..model.dataset import Dataset, simulate
+from ..checks.diagnostics import recovery, sampler_stats
+from ..model.priors import PriorsLike, resolve_priors
+from ..samplers.registry import (
+    REFERENCE,
+    SAMPLERS,
+    SamplerSpec,
+    available_samplers,
+    check_samplers,
+    run_sampler,
+)
+from ..utils.seeds import resolve_seed
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ._arviz import az
+    from ..utils.az import az
 
-
-@dataclasses.dataclass(frozen=True)
-class SamplerSpec:
-    """How to run one sampler: its family, parameterization and default settings."""
-
-    name: str
-    label: str
-    family: str  # "stan", "metropolis", "pymc"
-    parameterization: str
-    method: str = "nuts"
-    chains: int = 4
-    draws: int = 1000
-    warmup: int = 1000
-    thin: int = 1
-
-
-SAMPLERS: dict[str, SamplerSpec] = {
-    s.name: s
-    for s in (
-        SamplerSpec("stan-marginal", "Stan NUTS, marginal", "stan", "marginal"),
-        SamplerSpec("stan-centered", "Stan NUTS, centered", "stan", "centered"),
-        SamplerSpec("stan-noncentered", "Stan NUTS, non-centered", "stan", "noncentered"),
-        SamplerSpec("metropolis-marginal", "Metropolis (numpy), marginal", "metropolis", "marginal",
-                    "metropolis", 4, 20_000, 5_000, 5),
-        SamplerSpec("metropolis-full", "Metropolis (numpy), full posterior", "metropolis", "full",
-                    "metropolis", 4, 20_000, 20_000, 10),
-        SamplerSpec("pymc-nuts-centered", "PyMC NUTS, centered", "pymc", "centered"),
-        SamplerSpec("pymc-nuts-marginal", "PyMC NUTS, marginal", "pymc", "marginal"),
-        SamplerSpec("pymc-metropolis-centered", "PyMC Metropolis, centered", "pymc", "centered",
-                    "metropolis", 4, 20_000, 20_000, 10),
-        SamplerSpec("nutpie-marginal", "nutpie NUTS, marginal", "pymc", "marginal", "nutpie"),
-        SamplerSpec("nutpie-centered", "nutpie NUTS, centered", "pymc", "centered", "nutpie"),
-    )
-}
-REFERENCE = "stan-marginal"
-DEFAULT_SAMPLERS = ("stan-marginal", "stan-centered", "stan-noncentered", "metropolis-marginal", "metropolis-full")
-PYMC_SAMPLERS = ("pymc-nuts-centered", "pymc-nuts-marginal", "pymc-metropolis-centered")
-NUTPIE_SAMPLERS = ("nutpie-marginal",)
 
 # The notebook's run: Metropolis on the full posterior, 200,000 iterations with the
 # first half discarded (here per chain, 4 chains so that R-hat can speak; kept draws
@@ -83,73 +46,6 @@ PRESETS: dict[str, dict[str, Any]] = {
         "overrides": {"metropolis-full": {"draws": 100_000, "warmup": 100_000, "thin": 10}},
     },
 }
-
-
-def available_samplers() -> tuple[str, ...]:
-    """Default sampler set on this machine: Stan and Metropolis always, PyMC/nutpie when installed."""
-    names = list(DEFAULT_SAMPLERS)
-    try:
-        from .pymc_backend import nutpie_available, pymc_available
-
-        if pymc_available()[0]:
-            names += PYMC_SAMPLERS
-            if nutpie_available()[0]:
-                names += NUTPIE_SAMPLERS
-    except ImportError:  # pragma: no cover - module always present
-        pass
-    return tuple(names)
-
-
-def check_samplers(names: Sequence[str]) -> list[str]:
-    """Validate sampler names (a sequence, or one comma-separated string); raise a ValueError listing the choices."""
-    if isinstance(names, str):
-        names = [part.strip() for part in names.split(",") if part.strip()]
-    names = list(names)
-    if not names:
-        raise ValueError(f"no samplers given; choose from {sorted(SAMPLERS)}")
-    unknown = [n for n in names if n not in SAMPLERS]
-    if unknown:
-        raise ValueError(f"unknown sampler(s) {unknown}; choose from {sorted(SAMPLERS)}")
-    if len(set(names)) != len(names):
-        raise ValueError(f"sampler list {names} repeats a name")
-    return names
-
-
-def run_sampler(
-    spec: SamplerSpec,
-    dataset: Dataset,
-    seed: int,
-    priors: PriorsLike = None,
-    engine: str = "auto",
-    show_progress: bool = True,
-    **settings: Any,
-) -> "az.InferenceData":
-    """Run one sampler with its default settings updated by ``settings``."""
-    kw = {"chains": spec.chains, "draws": spec.draws, "warmup": spec.warmup, "thin": spec.thin, **settings}
-    if spec.family == "stan":
-        from .fitting import fit
-
-        return fit(dataset, spec.parameterization, engine=engine, seed=seed, priors=priors,
-                   show_progress=show_progress, **kw)
-    if spec.family == "metropolis":
-        from .metropolis import metropolis
-
-        return metropolis(dataset, target=spec.parameterization, seed=seed, priors=priors,
-                          show_progress=show_progress, **kw)
-    from .pymc_backend import fit_pymc
-
-    thin = int(kw.pop("thin"))
-    if thin < 1:
-        raise ValueError(f"thin={thin} must be a positive integer")
-    with warnings.catch_warnings():
-        # PyTensor from pip warns that it found no optimised BLAS: noise in a comparison's output.
-        warnings.filterwarnings("ignore", message=".*BLAS.*", category=UserWarning)
-        idata = fit_pymc(dataset, spec.parameterization, sampler=spec.method, seed=seed, priors=priors,
-                         show_progress=show_progress, **kw)
-    if thin > 1:  # PyMC keeps every draw: thin afterwards, as the other samplers do while sampling
-        idata = idata.sel(draw=slice(None, None, thin))
-        idata.attrs["thin"] = thin
-    return idata
 
 
 @dataclasses.dataclass
@@ -202,7 +98,7 @@ class Comparison:
 
     def cross_checks(self, reference: str = REFERENCE, threshold: float = 4.0) -> pd.DataFrame:
         """z of every sampler's means against the reference's (combined MCSE), per parameter."""
-        from .crosscheck import cross_check
+        from ..checks.crosscheck import cross_check
 
         if reference not in self.fits:
             return pd.DataFrame()
@@ -218,12 +114,6 @@ class Comparison:
         frame.index.name = f"vs {reference}"
         frame.attrs["threshold"] = threshold
         return frame
-
-    def write(self, out: str | Path, force: bool = False) -> Path:
-        """Write ``comparison.csv``/``.md``, ``cross_check.csv``/``.md``, PNGs and ``report.html``."""
-        from .compare_report import write_comparison
-
-        return write_comparison(self, out, force)
 
 
 def compare(

@@ -24,17 +24,19 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from .diagnostics import ESS_MIN, RHAT_MAX, fit_attrs, verdict
-from .html_report import Section, figure_to_data_uri, write_report
+from ..samplers.registry import REFERENCE
+from ..checks.diagnostics import ESS_MIN, RHAT_MAX, fit_attrs, verdict
+from .html import Section, figure_to_data_uri, write_report
 from .plots import plot_ess, plot_trace, plt, save_figure
 from .plots_compare import plot_intervals_by_sampler, plot_posteriors_overlay
-from .report import staged_output, write_table
-from .utils.files import write_text_atomic
+from .tables import write_table
+from ..utils.output import staged_output
+from ..utils.files import write_text_atomic
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .compare import Comparison
+    from ..workflows.compare import Comparison
 
-__all__ = ["assess", "headline", "display_table", "write_comparison", "parse_samplers"]
+__all__ = ["assess", "headline", "display_table", "write_comparison"]
 
 #: The fast and the slow end of the headline ratio: Stan NUTS on the marginal
 #: posterior against Metropolis on the full posterior (the notebook's sampler and target).
@@ -42,32 +44,6 @@ RATIO_FAST = "stan-marginal"
 RATIO_SLOW = "metropolis-full"
 #: The notebook's own sampler: PyMC's Metropolis on the centered model.
 RATIO_SLOW_PYMC = "pymc-metropolis-centered"
-
-
-def parse_samplers(text: str | None) -> list[str] | None:
-    """Sampler names from a comma-separated string (the CLI's ``--samplers``); None for the default set.
-
-    Raises
-    ------
-    ValueError
-        For ``list``, an empty list or an unknown name: one line listing every
-        choice and the ones installed here.
-    """
-    from .compare import SAMPLERS, available_samplers, check_samplers
-
-    if text is None:
-        return None
-    names = [part.strip() for part in text.split(",") if part.strip()]
-
-    def choices() -> str:
-        return f"choose from {', '.join(SAMPLERS)} (installed here: {', '.join(available_samplers())})"
-
-    if not names or names == ["list"]:
-        raise ValueError(f"--samplers {text!r}: give comma-separated sampler names; {choices()}")
-    unknown = [n for n in names if n not in SAMPLERS]
-    if unknown:
-        raise ValueError(f"--samplers: unknown sampler(s) {', '.join(unknown)}; {choices()}")
-    return check_samplers(names)
 
 
 def _num(value: Any) -> float:
@@ -101,8 +77,6 @@ def assess(comparison: "Comparison", threshold: float = 4.0) -> pd.DataFrame:
         Indexed like :attr:`Comparison.table`; columns ``trustworthy`` (bool) and
         ``problems`` (text, empty when trustworthy).
     """
-    from .compare import REFERENCE
-
     table = comparison.table
     cross = comparison.cross_checks(threshold=threshold)
     rows = {}
@@ -380,8 +354,6 @@ def write_comparison(comparison: "Comparison", out: str | Path, force: bool = Fa
     table = comparison.table.join(judged)
     cross = comparison.cross_checks()
     lines = headline(comparison, judged)
-    from .compare import REFERENCE
-
     with staged_output(out, force=force) as folder:
         comparison.dataset.to_csv(folder / "data.csv")
         write_table(table, folder / "comparison", "Samplers compared on one dataset")

@@ -37,16 +37,16 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ._arviz import az
-from .data import Dataset
-from . import fitting
-from .fitting import MAX_KEPT_VALUES
-from .utils.checks import positive_int as _positive_int
-from .io_stan import build_inference_data
+from ..utils.az import az
+from ..model.dataset import Dataset
+from .stan import MAX_KEPT_VALUES
+from ..utils.checks import positive_int as _positive_int
+from .inference_data import build_inference_data
 from .logdensity import HYPER, Target
-from .priors import PriorsLike, resolve_priors
-from .utils.progress import progress_bar
-from .utils.seeds import resolve_seed
+from ..model.priors import PriorsLike, resolve_priors
+from ..utils.progress import progress_bar
+from ..utils.seeds import resolve_seed
+from ..utils.versions import environment_versions
 
 __all__ = ["TARGETS", "ADAPTATIONS", "TARGET_ACCEPTANCE", "metropolis"]
 
@@ -254,7 +254,7 @@ def metropolis(
         "sampling_chain_seconds": sampling_seconds,
         "iterations_per_second": draws / result.sampling_seconds if result.sampling_seconds > 0 else None,
         "warmup_iterations_per_second": warmup / result.warmup_seconds if result.warmup_seconds > 0 else None,
-        **_versions(),
+        **environment_versions(),
     }
     stats = {"lp": result.lp, "acceptance_rate": result.accept_prob}
     attrs["wall_seconds"] = time.perf_counter() - wall_start
@@ -262,15 +262,6 @@ def metropolis(
 
 
 # ----------------------------------------------------------------------------- core
-
-
-def _versions() -> dict[str, str]:
-    """Versions recorded with a result: the same keys as :func:`hierlin_stan.fit` records."""
-    if hasattr(fitting, "environment_versions"):
-        return dict(fitting.environment_versions())
-    from . import __version__
-
-    return {"hierlin_stan_version": __version__, "numpy_version": np.__version__}
 
 
 def _single_threaded_blas() -> contextlib.AbstractContextManager[Any]:

@@ -11,9 +11,9 @@ Two measurements a user can rerun on their own machine:
   sums (the marginal gradient then costs O(J), whatever N is); the table keeps
   the summarising time apart from the fit.
 
-:func:`run_bench` writes ``samplers.csv/.md``, ``scaling.csv/.md``,
-``ess_per_sampler.png`` and ``scaling.png`` into a folder that appears complete or
-not at all. The benchmark suite (``pytest benchmarks/ --benchmark-only``)
+:func:`run_bench` measures; :func:`hierlin_stan.reports.bench_report.write_bench`
+writes ``samplers.csv/.md``, ``scaling.csv/.md``, ``ess_per_sampler.png`` and
+``scaling.png`` into a folder that appears complete or not at all. The benchmark suite (``pytest benchmarks/ --benchmark-only``)
 measures the same things, and more, with pytest-benchmark.
 """
 
@@ -26,13 +26,11 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from matplotlib.axes import Axes
 
-from .data import Dataset, simulate
-from .diagnostics import sampler_stats
+from ..model.dataset import Dataset, simulate
+from ..checks.diagnostics import sampler_stats
 
 __all__ = [
     "BenchResult",
@@ -40,7 +38,6 @@ __all__ = [
     "PLANS",
     "bench_samplers",
     "bench_scaling",
-    "plot_scaling",
     "run_bench",
 ]
 
@@ -202,7 +199,7 @@ def bench_scaling(
         ``ms_per_gradient`` (sampling seconds summed over chains over the
         leapfrog steps of all chains).
     """
-    from .fitting import fit
+    from ..samplers.stan import fit
 
     runs = [("one slope per point", int(n), None) for n in per_point_n]
     runs += [(f"grouped, J = {grouped_j}", int(n), int(grouped_j)) for n in grouped_n]
@@ -245,76 +242,25 @@ def machine_info() -> dict[str, Any]:
     import os
     import platform
 
-    from .fitting import environment_versions
+    from ..utils.versions import environment_versions
 
     return {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
             **environment_versions()}
 
 
-# ------------------------------------------------------------------------ plots
-def plot_scaling(frame: pd.DataFrame, ax: Sequence[Axes] | None = None) -> Sequence[Axes]:
-    """Log-log plots of fit seconds and of ESS per second against N, one line per design.
-
-    Parameters
-    ----------
-    frame : pandas.DataFrame
-        :func:`bench_scaling` output (columns design, N, fit_seconds, min_ess_bulk_per_s).
-    ax : pair of Axes, optional
-        Where to draw (seconds, ESS/s); a new figure with two panels when None.
-
-    Returns
-    -------
-    pair of matplotlib Axes
-    """
-    needed = ["design", "N", "fit_seconds", "min_ess_bulk_per_s"]
-    missing = [c for c in needed if c not in frame.columns]
-    if missing:
-        raise ValueError(f"frame lacks column(s) {missing}; give the output of bench_scaling()")
-    if frame.empty:
-        raise ValueError("frame has no rows; run bench_scaling() with at least one size")
-    if ax is None:
-        _, ax = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained")
-    ax_t, ax_e = ax
-    colors = ["#4c72b0", "#dd8452", "#55a868", "#c44e52"]
-    for k, (design, rows) in enumerate(frame.groupby("design", sort=False)):
-        rows = rows.sort_values("N")
-        style = dict(marker="o", color=colors[k % len(colors)], label=design, lw=2)
-        ax_t.plot(rows["N"], rows["fit_seconds"], **style)
-        ax_e.plot(rows["N"], rows["min_ess_bulk_per_s"], **style)
-        for n, t in zip(rows["N"], rows["fit_seconds"]):
-            ax_t.annotate(f"{t:.3g} s", (n, t), xytext=(4, 4), textcoords="offset points", fontsize=8)
-    for a, label in ((ax_t, "fit seconds after summarising (4 chains)"),
-                     (ax_e, "min bulk-ESS per sampling second")):
-        a.set_xscale("log")
-        a.set_yscale("log")
-        a.set_xlabel("N observations (log)")
-        a.set_ylabel(label)
-        a.grid(which="major", alpha=0.3)
-        a.legend(fontsize=9, frameon=False)
-    ax_t.set_title("Stan marginal NUTS: time vs N", fontsize=11)
-    ax_e.set_title("Stan marginal NUTS: efficiency vs N", fontsize=11)
-    return ax
-
-
 # -------------------------------------------------------------------------- run
 def run_bench(
-    out: str | Path = "hierlin_bench",
     quick: bool = False,
     samplers: Sequence[str] | None = None,
     seed: int = BENCH_SEED,
     engine: str = "auto",
-    force: bool = False,
     show_progress: bool = False,
     log: Callable[[str], None] | None = None,
 ) -> BenchResult:
-    """Run the benchmark and write its tables and plots.
+    """Run the benchmark: ESS/s per sampler and the scaling of marginal NUTS in N.
 
     Parameters
     ----------
-    out : path
-        Output folder: ``samplers.csv/.md``, ``scaling.csv/.md``,
-        ``ess_per_sampler.png``, ``scaling.png``, ``machine.json``. Written
-        completely or not at all.
     quick : bool
         About a minute (short runs, small N) instead of about ten.
     samplers : sequence of str, optional
@@ -322,8 +268,6 @@ def run_bench(
     seed : int
         Seed of data and samplers.
     engine : {"auto", "cmdstan", "pystan"}
-    force : bool
-        Replace an existing, non-empty ``out``.
     show_progress : bool
         Progress bars.
     log : callable, optional
@@ -332,33 +276,13 @@ def run_bench(
     Returns
     -------
     BenchResult
+        Write it with :func:`hierlin_stan.write_report`.
     """
-    import json
-
-    from .plots import plot_ess
-    from .report import staged_output, write_table
-    from .utils.files import write_text_atomic
-
     plan = PLANS["quick" if quick else "default"]
     if log is None:
         log = lambda line: print(f"hierlin: {line}", file=sys.stderr)  # noqa: E731
-    with staged_output(out, force=force) as folder:
-        table = bench_samplers(samplers=samplers or plan.samplers, settings=plan.settings, seed=seed,
-                               engine=engine, show_progress=show_progress, log=log)
-        scaling = bench_scaling(plan.per_point_n, plan.grouped_n, plan.grouped_j, plan.draws, plan.warmup,
-                                seed=seed, engine=engine, show_progress=show_progress, log=log)
-        machine = machine_info()
-        write_table(table, folder / "samplers", "ESS per second per sampler (notebook data, N = 100)")
-        write_table(scaling.set_index(["design", "N"]), folder / "scaling",
-                    "Stan marginal NUTS: seconds and ESS/s vs N (data summarised once)")
-        write_text_atomic(folder / "machine.json", json.dumps(machine, indent=2) + "\n")
-        ok = table[pd.to_numeric(table.get("min_ess_bulk_per_s"), errors="coerce").notna()] \
-            if "min_ess_bulk_per_s" in table else table.iloc[:0]
-        if len(ok):
-            plot_ess(ok, path=folder / "ess_per_sampler.png")
-        axes = plot_scaling(scaling)
-        from .plots import save_figure
-
-        save_figure(axes[0].figure, folder / "scaling.png")
-        plt.close("all")
-    return BenchResult(table, scaling, machine)
+    table = bench_samplers(samplers=samplers or plan.samplers, settings=plan.settings, seed=seed,
+                           engine=engine, show_progress=show_progress, log=log)
+    scaling = bench_scaling(plan.per_point_n, plan.grouped_n, plan.grouped_j, plan.draws, plan.warmup,
+                            seed=seed, engine=engine, show_progress=show_progress, log=log)
+    return BenchResult(table, scaling, machine_info())

@@ -12,14 +12,17 @@
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 
 from .plots import _pretty, save_figure
-from .sbc import PARAMS, default_bins, ecdf_band
+from ..checks.calibration import PARAMS, default_bins, ecdf_band, uniformity
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..workflows.sbc import SBCResult
 
 _BAND_COLOR = "#c9d6ea"
 _HIST_BAND_COLOR = "#dedede"
@@ -161,8 +164,6 @@ def plot_sbc(ranks: pd.DataFrame, n_ranks: int, kind: str = "both", prob: float 
     else:
         axes = np.asarray(axes).reshape(len(rows), len(params))
         fig = axes.flat[0].figure
-    from .sbc import uniformity
-
     tests = uniformity(ranks[params], n_ranks, prob=prob) if len(ranks) else None
     for j, param in enumerate(params):
         label = _pretty(param)
@@ -198,3 +199,8 @@ def _new_axes() -> Axes:
     import matplotlib.pyplot as plt
 
     return plt.subplots(figsize=(4.5, 3.2), constrained_layout=True)[1]
+
+
+def plot_sbc_result(result: "SBCResult", path: str | os.PathLike[str] | None = None, kind: str = "both") -> Any:
+    """Rank histograms and/or ECDF-difference plots of an SBC run (:func:`plot_sbc` on its ranks)."""
+    return plot_sbc(result.ranks, result.n_ranks, kind=kind, path=path, title=result.title())

@@ -23,12 +23,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .data import TRUTH_KEYS, Dataset, rss_coefficients
-from .io_stan import build_inference_data
-from .priors import PriorsLike, resolve_priors
-from .programs import check_parameterization
-from .utils.checks import positive_int as _positive_int
-from .utils.seeds import resolve_seed
+from ..model.dataset import TRUTH_KEYS, Dataset, rss_coefficients
+from .inference_data import build_inference_data
+from ..model.priors import PriorsLike, resolve_priors
+from ..engines.programs import check_parameterization
+from ..utils.checks import positive_int as _positive_int
+from ..utils.seeds import resolve_seed
+from ..utils.versions import __version__
 
 if TYPE_CHECKING:  # pragma: no cover
     import arviz as az
@@ -479,7 +480,7 @@ def fit_pymc(
         **timing,
         "priors": prior.describe(),
         **{f"prior_{k}": v for k, v in prior.to_stan_data().items()},
-        "hierlin_stan_version": _package_version(),
+        "hierlin_stan_version": __version__,
     }
     order = [*HYPER, "b", "z"]
     posterior = {k: posterior[k] for k in order if k in posterior}
@@ -652,9 +653,3 @@ def _version_of(dist: str) -> str | None:
         return metadata.version(dist)
     except metadata.PackageNotFoundError:
         return None
-
-
-def _package_version() -> str:
-    from . import __version__
-
-    return __version__

@@ -8,14 +8,15 @@ from typing import Sequence
 
 import numpy as np
 
-from ._arviz import az
-from .data import Dataset, _group_sizes
-from .engines import get_engine
-from .io_stan import to_inference_data
-from .priors import PriorsLike, resolve_priors
-from .programs import check_parameterization
-from .utils.checks import positive_int as _positive_int
-from .utils.seeds import resolve_seed
+from ..utils.az import az
+from ..model.dataset import Dataset, _group_sizes
+from ..engines import get_engine
+from .inference_data import to_inference_data
+from ..model.priors import PriorsLike, resolve_priors
+from ..engines.programs import check_parameterization
+from ..utils.checks import positive_int as _positive_int
+from ..utils.seeds import resolve_seed
+from ..utils.versions import environment_versions
 
 # Above this many stored values of b (chains x draws x J) the marginal fit drops b
 # unless asked to keep it: 2e7 doubles = 160 MB.
@@ -160,18 +161,3 @@ def simulate_stan(
         truth = {name: float(v[name][0, k]) for name in ("a", "mu_b", "sigma_b", "eps")}
         out.append(Dataset.from_arrays(v["x"][0, k], v["y"][0, k], group, len(sizes), truth, v["b"][0, k]))
     return out
-
-
-def environment_versions() -> dict[str, str]:
-    """Versions needed to rerun a result: package, Python, platform, numpy, arviz."""
-    import platform
-
-    from . import __version__
-
-    return {
-        "hierlin_stan_version": __version__,
-        "python_version": platform.python_version(),
-        "platform": platform.platform(),
-        "numpy_version": np.__version__,
-        "arviz_version": az.__version__,
-    }

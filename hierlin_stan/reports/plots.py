@@ -45,7 +45,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", FutureWarning)
     import arviz as az
 
-from .diagnostics import HYPER, fit_attrs, recovery, resolve_truth  # noqa: E402
+from ..checks.diagnostics import HYPER, fit_attrs, recovery, resolve_truth  # noqa: E402
 
 __all__ = ["save_figure", "plot_trace", "plot_ppc_lines", "plot_recovery", "plot_ess"]
 

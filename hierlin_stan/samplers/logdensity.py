@@ -29,8 +29,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .data import TRUTH_KEYS, Dataset, rss_coefficients
-from .priors import Priors, PriorsLike, resolve_priors
+from ..model.dataset import TRUTH_KEYS, Dataset, rss_coefficients
+from ..model.priors import Priors, PriorsLike, resolve_priors
 
 __all__ = ["KINDS", "HYPER", "Target"]
 
