@@ -8,7 +8,10 @@ import re
 from pathlib import Path
 
 PARAMETERIZATIONS = ("centered", "noncentered", "marginal")
-PROGRAMS = PARAMETERIZATIONS + ("simulate",)
+#: Programs of the general model (formulas): one per parameterization, and the simulator.
+GLM_PARAMETERIZATIONS = ("centered", "noncentered", "marginal", "collapsed")
+GLM_PROGRAMS = tuple(f"glm_{name}" for name in GLM_PARAMETERIZATIONS) + ("glm_simulate",)
+PROGRAMS = PARAMETERIZATIONS + ("simulate",) + GLM_PROGRAMS
 _INCLUDE = re.compile(r"^\s*#include\s+<?\"?([\w./-]+?)\"?>?\s*$")
 
 

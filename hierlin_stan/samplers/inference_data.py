@@ -80,9 +80,9 @@ def build_inference_data(
         observed = {"y": dataset.y}
         constant = {"x": dataset.x, "group": dataset.group}
         dims.update({"y": ["obs"], "x": ["obs"], "group": ["obs"]})
-    clean_attrs = {k: _attr(v) for k, v in attrs.items() if v is not None}
+    cleaned = clean_attrs(attrs)
     if dataset is not None and dataset.truth is not None:
-        clean_attrs.update({f"true_{k}": float(v) for k, v in dataset.truth.items()})
+        cleaned.update({f"true_{k}": float(v) for k, v in dataset.truth.items()})
     idata = az.from_dict(
         posterior=dict(posterior),
         sample_stats=dict(sample_stats) or None,
@@ -90,13 +90,18 @@ def build_inference_data(
         constant_data=constant,
         coords=coords,
         dims=dims,
-        attrs=clean_attrs,
+        attrs=cleaned,
     )
     if dataset is not None and dataset.true_b is not None:
         # Its own dim: constant_data's variable ``group`` (obs) owns that name.
         idata.constant_data["true_b"] = ("group_id", dataset.true_b)
         idata.constant_data = idata.constant_data.assign_coords(group_id=np.arange(1, dataset.n_groups + 1))
     return idata
+
+
+def clean_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
+    """Attributes InferenceData can store in NetCDF (None dropped, numpy scalars unwrapped, the rest as text)."""
+    return {k: _attr(v) for k, v in attrs.items() if v is not None}
 
 
 def _attr(value: Any) -> Any:

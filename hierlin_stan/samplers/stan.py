@@ -36,15 +36,29 @@ def fit(
     keep_b: bool | None = None,
     y_rep: bool = False,
     show_progress: bool = True,
+    formula: str | None = None,
+    dropna: bool = False,
 ) -> "az.InferenceData":
-    """Fit the hierarchical linear regression with Stan's NUTS.
+    """Fit a hierarchical linear regression with Stan's NUTS.
+
+    Two kinds of model: the notebook's (a Dataset, no formula: names a, mu_b, sigma_b,
+    eps, b) and any formula with one grouping factor (names beta, sigma, tau, Omega, u,
+    coef; see :func:`hierlin_stan.samplers.stan_glm.fit_formula`).
 
     Parameters
     ----------
-    dataset : Dataset
-        From :func:`simulate`, :meth:`Dataset.from_csv`, ...
-    parameterization : {"marginal", "centered", "noncentered"}
-        ``marginal`` integrates b out (no funnel; b drawn exactly afterwards).
+    dataset : Dataset, pandas.DataFrame or path
+        A Dataset (from :func:`simulate`, :meth:`Dataset.from_csv`, ...); with
+        ``formula``, also a DataFrame or a CSV/Parquet path (only the formula's
+        columns are read).
+    parameterization : {"marginal", "centered", "noncentered"} (formulas also "collapsed")
+        ``marginal`` integrates the group effects out (no funnel; drawn exactly afterwards);
+        ``collapsed`` (formulas) integrates the common coefficients out as well.
+    formula : str, optional
+        E.g. ``"log_radon ~ floor + (1 + floor | county)"``: lme4/brms syntax, one
+        grouping factor, ``|`` correlated or ``||`` independent group terms.
+    dropna : bool
+        (formula) drop rows with missing values in the used columns instead of failing.
     engine : {"auto", "cmdstan", "pystan"}
         ``auto``: CmdStan if cmdstanpy finds it, else PyStan; the choice is
         printed and stored in ``idata.attrs["engine"]``.
@@ -68,7 +82,20 @@ def fit(
         posterior, sample_stats, observed/constant data; attrs with engine,
         versions, settings, seed, compile/warmup/sampling seconds, true values.
     """
+    if formula is not None:
+        from .stan_glm import fit_formula
+
+        if y_rep:
+            raise ValueError("y_rep=True is not available for formulas yet; draw from the posterior of u "
+                             "with hs.simulate(...) instead")
+        return fit_formula(dataset, formula, parameterization, engine=engine, chains=chains, draws=draws,
+                           warmup=warmup, seed=seed, priors=priors, thin=thin, keep_u=keep_b, dropna=dropna,
+                           show_progress=show_progress)
     if not isinstance(dataset, Dataset):
+        if not hasattr(dataset, "x"):
+            raise ValueError(
+                f"a {type(dataset).__name__} needs a formula: hs.fit(data, formula='y ~ x + (1 + x | g)'); "
+                "without one, give a hierlin_stan.Dataset (the notebook's model)")
         raise ValueError(f"dataset must be a hierlin_stan.Dataset (from simulate() or Dataset.from_csv()); got {type(dataset).__name__}")
     check_parameterization(parameterization)
     chains, draws, warmup, thin = (_positive_int(v, n) for v, n in ((chains, "chains"), (draws, "draws"), (warmup, "warmup"), (thin, "thin")))

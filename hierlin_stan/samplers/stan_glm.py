@@ -1,0 +1,225 @@
+"""Fit a formula with Stan: the general programs ``glm_{centered,noncentered,marginal,collapsed}.stan``.
+
+:func:`fit_formula` reads and summarises the data once (:func:`hierlin_stan.model.glm.design`),
+resolves the priors (data-scaled defaults for what is not given), builds the data of the
+chosen program (:func:`stan_data`), runs NUTS and returns the package's InferenceData shape
+for general models:
+
+* posterior: ``beta`` (term), ``sigma``, ``tau`` (group_term), ``Omega`` (group_term,
+  group_term_2) for correlated terms, ``u`` (group, group_term) the group effects, and
+  ``coef`` (group, group_term): each group's own coefficients, beta + u for terms that are
+  also common terms (u alone otherwise), the numbers a user actually wants.
+* coordinates: the term names (``Intercept``, ``floor``, ``county_type[urban]``) and the
+  user's group labels.
+* observed_data ``y`` and constant_data ``X``, ``Z``, ``group`` while the rows are kept.
+* attrs: formula, parameterization, program, priors (and which were defaults), design
+  sizes, engine, versions, settings and timings.
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from typing import Any, Mapping
+
+import numpy as np
+
+from ..engines import get_engine
+from ..model.glm import Design, design
+from ..model.glm_priors import GLMPriors, resolve_glm_priors
+from ..utils.az import az
+from ..utils.checks import positive_int
+from ..utils.seeds import resolve_seed
+from ..utils.versions import environment_versions
+from .inference_data import STAT_NAMES, clean_attrs
+
+__all__ = ["GLM_PARAMETERIZATIONS", "fit_formula", "stan_data", "glm_priors", "glm_inference_data"]
+
+GLM_PARAMETERIZATIONS = ("marginal", "collapsed", "centered", "noncentered")
+#: Above this many stored values of u (chains x draws x J x q) a fit drops u unless asked.
+MAX_KEPT_VALUES = 20_000_000
+
+
+def glm_priors(d: Design, priors: Any) -> GLMPriors:
+    """The priors of a design: ``priors`` over data-scaled defaults."""
+    return resolve_glm_priors(priors, d.term_names, d.group_term_names, d.data_summary())
+
+
+def stan_data(d: Design, priors: GLMPriors, parameterization: str, write_u: bool = True) -> dict[str, Any]:
+    """Data of program ``glm_<parameterization>`` for design ``d``."""
+    j, p, q = d.stats.shape
+    data: dict[str, Any] = {"N": d.N, "p": p, "q": q, "J": j, "correlated": int(d.correlated),
+                            **priors.to_stan_data()}
+    if parameterization in ("marginal", "collapsed"):
+        st = d.stats
+        data.update({
+            "M": st.blocks.m, "e_star": st.e_star, "F": st.blocks.f,
+            "C2": st.residual.c2, "beta_star": st.residual.beta_star, "rss_min": float(st.residual.rss_min),
+            "write_u": int(write_u),
+        })
+    elif parameterization in ("centered", "noncentered"):
+        rows = d.row_data()
+        data.update({"y": rows.y, "X": rows.x, "Z": rows.z, "g": rows.codes + 1})
+    else:
+        raise ValueError(f"parameterization={parameterization!r} is unknown; use one of {list(GLM_PARAMETERIZATIONS)}")
+    return data
+
+
+def fit_formula(
+    data: Any,
+    formula: str,
+    parameterization: str = "marginal",
+    engine: str = "auto",
+    chains: int = 4,
+    draws: int = 1000,
+    warmup: int = 1000,
+    seed: int | None = None,
+    priors: Any = None,
+    thin: int = 1,
+    keep_u: bool | None = None,
+    dropna: bool = False,
+    show_progress: bool = True,
+    sampler_args: Mapping[str, Any] | None = None,
+) -> "az.InferenceData":
+    """Fit ``formula`` to ``data`` with Stan's NUTS; see :func:`hierlin_stan.fit`."""
+    if parameterization not in GLM_PARAMETERIZATIONS:
+        raise ValueError(f"parameterization={parameterization!r} is unknown for a formula; use one of "
+                         f"{list(GLM_PARAMETERIZATIONS)}")
+    chains, draws, warmup, thin = (positive_int(v, n) for v, n in
+                                   ((chains, "chains"), (draws, "draws"), (warmup, "warmup"), (thin, "thin")))
+    seed = resolve_seed(seed)
+    d = design(data, formula, dropna=dropna)
+    prior = glm_priors(d, priors)
+    kept = chains * ((draws + thin - 1) // thin) * d.J * d.q
+    if keep_u is None:
+        keep_u = kept <= MAX_KEPT_VALUES
+        if not keep_u:
+            warnings.warn(f"not keeping the group effects u ({kept:.2g} numbers); pass keep_u=True to keep them",
+                          stacklevel=3)
+    if show_progress and any(s == "default" for s in prior.sources.values()):
+        print("hierlin_stan: priors (defaults are data-scaled):\n  " + prior.describe(d.correlated).replace("\n", "\n  "),
+              file=sys.stderr)
+    program = f"glm_{parameterization}"
+    eng = get_engine(engine, verbose=show_progress)
+    compile_seconds = eng.compile(program)
+    sdata = stan_data(d, prior, parameterization, write_u=keep_u)
+    raw = eng.sample(program, sdata, chains=chains, draws=draws, warmup=warmup, seed=seed, thin=thin,
+                     show_progress=show_progress, **dict(sampler_args or {}))
+    raw.info["compile_seconds"] = compile_seconds
+    attrs = {
+        "sampler": "nuts",
+        "parameterization": parameterization,
+        "program": program,
+        "seed": seed,
+        "chains": chains,
+        "draws": draws,
+        "warmup": warmup,
+        "thin": thin,
+        "keep_u": int(keep_u),
+        **environment_versions(),
+    }
+    return glm_inference_data(raw.variables, raw.sample_stats, d, prior, {**raw.info, **attrs})
+
+
+def glm_inference_data(variables: Mapping[str, np.ndarray], sample_stats: Mapping[str, np.ndarray], d: Design,
+                       priors: GLMPriors, attrs: Mapping[str, Any]) -> "az.InferenceData":
+    """Build the general model's InferenceData from draws named as the Stan programs name them.
+
+    Parameters
+    ----------
+    variables : mapping
+        ``beta`` (chain, draw, p), ``sigma``, ``tau`` (chain, draw, q), ``Omega``
+        (chain, draw, q, q) or empty, ``u`` (chain, draw, J, q) or empty; others ignored.
+    sample_stats : mapping
+        Stan sampler columns (``lp__``, ``divergent__``, ...) or already-renamed stats.
+    """
+    post: dict[str, np.ndarray] = {"beta": np.asarray(variables["beta"]), "sigma": np.asarray(variables["sigma"])}
+    if d.q:
+        post["tau"] = np.asarray(variables["tau"])
+    omega = variables.get("Omega")
+    if omega is not None and np.size(omega) and d.correlated and d.q > 1:
+        post["Omega"] = np.asarray(omega)
+    u = variables.get("u")
+    if u is not None and np.size(u):
+        u = np.asarray(u)
+        post["u"] = u
+        coef = u.copy()
+        for k, name in enumerate(d.group_term_names):
+            if name in d.term_names:
+                coef[..., k] += post["beta"][..., d.term_names.index(name), None]
+        post["coef"] = coef
+    stats = {}
+    for key, value in sample_stats.items():
+        name = STAT_NAMES.get(key, key)
+        value = np.asarray(value)
+        if name == "diverging":
+            value = value.astype(bool)
+        elif name in ("tree_depth", "n_steps"):
+            value = value.astype(np.int64)
+        stats[name] = value
+    coords: dict[str, Any] = {"term": d.term_names, "group_term": d.group_term_names,
+                              "group_term_2": d.group_term_names, "group": _coord(d.group_labels)}
+    dims = {"beta": ["term"], "tau": ["group_term"], "Omega": ["group_term", "group_term_2"],
+            "u": ["group", "group_term"], "coef": ["group", "group_term"]}
+    observed = constant = None
+    if d.rows is not None:
+        coords["obs"] = np.arange(d.N)
+        observed = {"y": d.rows.y}
+        constant = {"X": d.rows.x, "Z": d.rows.z, "group": _coord(d.group_labels)[d.rows.codes]}
+        dims.update({"y": ["obs"], "X": ["obs", "term"], "Z": ["obs", "group_term"], "group": ["obs"]})
+    info = {
+        "model": "glm",
+        "formula": d.formula.text,
+        "formula_canonical": d.formula.canonical,
+        "response": d.formula.response.name,
+        "group_factor": d.spec.group_factor or "",
+        "correlated": int(d.correlated),
+        "N": d.N, "J": d.J, "p": d.p, "q": d.q,
+        "data_source": d.source,
+        "dropped_rows": d.dropped_rows,
+        "summarise_seconds": d.summarise_seconds,
+        "priors": priors.describe(d.correlated).replace("\n", "; "),
+        **priors.to_attrs(d.correlated),
+        "prior_defaults": ", ".join(k for k, v in priors.sources.items() if v == "default"),
+        **attrs,
+    }
+    idata = az.from_dict(posterior=post, sample_stats=stats or None, observed_data=observed,
+                         constant_data=constant, coords=coords, dims=dims, attrs=clean_attrs(info))
+    if d.truth is not None:
+        _add_truth(idata, d)
+    return idata
+
+
+def _coord(labels: np.ndarray) -> np.ndarray:
+    """Group labels as an xarray-friendly coordinate (strings stay strings, integers integers)."""
+    arr = np.asarray(labels)
+    if arr.dtype == object:
+        if all(isinstance(v, str) for v in arr):
+            return arr.astype(str)
+        return np.asarray([str(v) for v in arr])
+    return arr
+
+
+def _add_truth(idata: "az.InferenceData", d: Design) -> None:
+    """True values (simulated data) as constant_data ``true_beta``, ``true_tau``, ``true_sigma``, ``true_Omega``."""
+    import xarray as xr
+
+    t = d.truth or {}
+    ds = xr.Dataset(
+        {
+            "true_beta": ("term", np.array([t["beta"][k] for k in d.term_names], float)),
+            "true_sigma": ((), float(t["sigma"])),
+        },
+        coords={"term": d.term_names},
+    )
+    if d.q:
+        ds["true_tau"] = xr.DataArray(np.array([t["tau"][k] for k in d.group_term_names], float),
+                                      dims=["group_term"], coords={"group_term": d.group_term_names})
+        if d.correlated and d.q > 1 and t.get("Omega") is not None:
+            ds["true_Omega"] = xr.DataArray(np.asarray(t["Omega"], float), dims=["group_term", "group_term_2"],
+                                            coords={"group_term": d.group_term_names,
+                                                    "group_term_2": d.group_term_names})
+    if "constant_data" in idata.groups():
+        idata.constant_data = xr.merge([idata.constant_data, ds])
+    else:
+        idata.add_groups({"constant_data": ds})

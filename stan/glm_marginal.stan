@@ -1,0 +1,38 @@
+// General hierarchical linear model with the group effects integrated out exactly:
+//   y = X beta + Z u_g + e,  e ~ N(0, sigma),  u_j ~ MVN(0, Sigma),  Sigma = diag(tau) Omega diag(tau).
+// Only per-group sufficient statistics enter (hierlin_stan.model.sums): one gradient costs
+// O(J q^3 + p^2), whatever N is; exact for rank-deficient groups and stable as sigma -> 0.
+// u is drawn exactly in generated quantities.
+functions {
+#include glm_functions.stan
+}
+data {
+  int<lower=0> N;
+  int<lower=0> p;
+  int<lower=0> q;
+  int<lower=1> J;
+  int<lower=0, upper=1> correlated;
+#include glm_group_data.stan
+#include glm_priors_data.stan
+  int<lower=0, upper=1> write_u;
+}
+transformed data {
+#include glm_priors_transformed.stan
+}
+parameters {
+  vector[p] beta;
+#include glm_scale_parameters.stan
+}
+model {
+  target += normal_lpdf(beta | beta_loc, beta_scale);
+#include glm_scale_priors_model.stan
+  target += glm_marginal_ll(beta, glm_sigma_factor(tau, L_Omega, correlated), sigma, N, M, e_star, F,
+                            C2, beta_star, rss_min);
+}
+generated quantities {
+#include glm_omega_gq.stan
+  matrix[write_u ? J : 0, q] u;
+  if (write_u && q > 0) {
+    u = glm_draw_u_rng(beta, glm_sigma_factor(tau, L_Omega, correlated), sigma, M, e_star, F, beta_star);
+  }
+}
