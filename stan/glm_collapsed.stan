@@ -17,14 +17,21 @@ data {
 }
 transformed data {
 #include glm_priors_transformed.stan
+#include glm_vector_data.stan
 }
 parameters {
 #include glm_scale_parameters.stan
 }
 model {
 #include glm_scale_priors_model.stan
-  target += glm_collapsed_ll(glm_sigma_factor(tau, L_Omega, correlated), sigma, N, M, e_star, F, C2,
-                             beta_star, rss_min, beta_loc, beta_scale);
+  if (q == 1 || q == 2) {
+    target += glm_collapsed_vec_ll(tau, L_Omega, correlated, sigma, N, J, m2, MA11, MA12, MA22, detM2,
+                                   FF1, FF2, FF3, FE1, FE2, FE3, EE1, EE2, EE3, C2, beta_star, rss_min,
+                                   beta_loc, beta_scale);
+  } else {
+    target += glm_collapsed_ll(glm_sigma_factor(tau, L_Omega, correlated), sigma, N, M, e_star, F, C2,
+                               beta_star, rss_min, beta_loc, beta_scale);
+  }
 }
 generated quantities {
 #include glm_omega_gq.stan

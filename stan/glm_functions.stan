@@ -147,3 +147,110 @@
     vector[p] w = mdivide_left_tri_low(LP, g) + to_vector(normal_rng(rep_vector(0, p), 1));
     return beta_star + mdivide_right_tri_low(w', LP)';
   }
+  // ---- Vectorised forms for one or two group terms (every group at once; the loop forms
+  // above serve q >= 3). Data products come from glm_vector_data.stan.
+  // Sigma as a vector [Sigma11, Sigma12, Sigma22] and det(Sigma), from tau and L_Omega.
+  vector glm_sigma2_vec(vector tau, matrix L_Omega, int correlated) {
+    real rho = correlated ? L_Omega[2, 1] : 0;
+    return [square(tau[1]), rho * tau[1] * tau[2], square(tau[2])]';
+  }
+  real glm_sigma2_det(vector tau, matrix L_Omega, int correlated) {
+    real l22 = correlated ? L_Omega[2, 2] : 1;
+    return square(tau[1] * tau[2] * l22);
+  }
+  // Entries of A_j^-1 for q = 2 as a J x 3 matrix [inv11, inv12, inv22], and sum_j log det A_j.
+  // det A_j = s2 (s2 + tr(M Sigma M')) + det(M)^2 det(Sigma): a sum of non-negative terms,
+  // so nothing cancels when Sigma or sigma is nearly singular.
+  tuple(matrix, real) glm_q2_inverse(matrix MA11, matrix MA12, matrix MA22, vector detM2, vector svec,
+                                     real sdet, real s2) {
+    int J = rows(MA11);
+    vector[J] b11 = MA11 * svec;
+    vector[J] b22 = MA22 * svec;
+    vector[J] a12 = MA12 * svec;
+    vector[J] det = s2 * (s2 + b11 + b22) + detM2 * sdet;
+    vector[J] inv_det = inv(det);
+    matrix[J, 3] out;
+    out[ : , 1] = (s2 + b22) .* inv_det;
+    out[ : , 2] = -a12 .* inv_det;
+    out[ : , 3] = (s2 + b11) .* inv_det;
+    return (out, sum(log(det)));
+  }
+  // Symmetric p x p matrix from its packed upper triangle (row by row).
+  matrix glm_unpack(vector packed, int p) {
+    matrix[p, p] P;
+    int k = 1;
+    for (a in 1:p) {
+      for (b in a:p) {
+        P[a, b] = packed[k];
+        P[b, a] = packed[k];
+        k += 1;
+      }
+    }
+    return P;
+  }
+  // Marginal log likelihood, q = 1 or 2 (vectorised); same value as glm_marginal_ll.
+  real glm_marginal_vec_ll(vector beta, vector tau, matrix L_Omega, int correlated, real sigma, int N,
+                           int J, vector m2, vector e1, vector e2, matrix F1, matrix F2, matrix MA11,
+                           matrix MA12, matrix MA22, vector detM2, matrix C2, vector beta_star,
+                           real rss_min) {
+    int q = rows(tau);
+    real s2 = square(sigma);
+    vector[rows(beta)] delta = beta - beta_star;
+    real logdet = (N - J * q) * log(s2);
+    real quad = (rss_min + quad_form(C2, delta)) / s2;
+    vector[J] d1 = e1 - F1 * delta;
+    if (q == 1) {
+      vector[J] a = s2 + m2 * square(tau[1]);
+      logdet += sum(log(a));
+      quad += sum(square(d1) ./ a);
+    } else {
+      vector[J] d2 = e2 - F2 * delta;
+      tuple(matrix[J, 3], real) inv = glm_q2_inverse(MA11, MA12, MA22, detM2,
+                                               glm_sigma2_vec(tau, L_Omega, correlated),
+                                               glm_sigma2_det(tau, L_Omega, correlated), s2);
+      logdet += inv.2;
+      quad += dot_product(inv.1[ : , 1], square(d1)) + 2 * dot_product(inv.1[ : , 2], d1 .* d2)
+              + dot_product(inv.1[ : , 3], square(d2));
+    }
+    return -0.5 * (N * log(2 * pi()) + logdet + quad);
+  }
+  // Collapsed log likelihood, q = 1 or 2 (vectorised); same value as glm_collapsed_ll.
+  // FFk (J x p(p+1)/2), FEk (J x p), EEk (J) are the data products of F and e* weighted by
+  // A^-1 entry k (q = 1: one entry; q = 2: [11, 12, 22]).
+  real glm_collapsed_vec_ll(vector tau, matrix L_Omega, int correlated, real sigma, int N, int J,
+                            vector m2, matrix MA11, matrix MA12, matrix MA22, vector detM2,
+                            matrix FF1, matrix FF2, matrix FF3, matrix FE1, matrix FE2, matrix FE3,
+                            vector EE1, vector EE2, vector EE3, matrix C2, vector beta_star,
+                            real rss_min, vector beta_loc, vector beta_scale) {
+    int q = rows(tau);
+    int p = rows(beta_star);
+    real s2 = square(sigma);
+    matrix[p, p] P = add_diag(C2 / s2, inv_square(beta_scale));
+    vector[p] g = (beta_loc - beta_star) ./ square(beta_scale);
+    real q0 = dot_self((beta_star - beta_loc) ./ beta_scale);
+    real logdet = (N - J * q) * log(s2) + 2 * sum(log(beta_scale));
+    if (q == 1) {
+      vector[J] a = s2 + m2 * square(tau[1]);
+      vector[J] ainv = inv(a);
+      logdet += sum(log(a));
+      P += glm_unpack(FF1' * ainv, p);
+      g += FE1' * ainv;
+      q0 += dot_product(EE1, ainv);
+    } else {
+      tuple(matrix[J, 3], real) inv = glm_q2_inverse(MA11, MA12, MA22, detM2,
+                                               glm_sigma2_vec(tau, L_Omega, correlated),
+                                               glm_sigma2_det(tau, L_Omega, correlated), s2);
+      logdet += inv.2;
+      P += glm_unpack(FF1' * inv.1[ : , 1] + FF2' * inv.1[ : , 2] + FF3' * inv.1[ : , 3], p);
+      g += FE1' * inv.1[ : , 1] + FE2' * inv.1[ : , 2] + FE3' * inv.1[ : , 3];
+      q0 += dot_product(EE1, inv.1[ : , 1]) + dot_product(EE2, inv.1[ : , 2])
+            + dot_product(EE3, inv.1[ : , 3]);
+    }
+    if (p == 0) {
+      return -0.5 * (N * log(2 * pi()) + logdet + rss_min / s2 + q0);
+    }
+    matrix[p, p] LP = cholesky_decompose(P);
+    vector[p] w = mdivide_left_tri_low(LP, g);
+    return -0.5 * (N * log(2 * pi()) + logdet + 2 * sum(log(diagonal(LP))) + rss_min / s2 + q0
+                   - dot_self(w));
+  }

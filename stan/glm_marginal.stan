@@ -18,6 +18,7 @@ data {
 }
 transformed data {
 #include glm_priors_transformed.stan
+#include glm_vector_data.stan
 }
 parameters {
   vector[p] beta;
@@ -26,8 +27,13 @@ parameters {
 model {
   target += normal_lpdf(beta | beta_loc, beta_scale);
 #include glm_scale_priors_model.stan
-  target += glm_marginal_ll(beta, glm_sigma_factor(tau, L_Omega, correlated), sigma, N, M, e_star, F,
-                            C2, beta_star, rss_min);
+  if (q == 1 || q == 2) {
+    target += glm_marginal_vec_ll(beta, tau, L_Omega, correlated, sigma, N, J, m2, e1, e2, F1, F2, MA11,
+                                  MA12, MA22, detM2, C2, beta_star, rss_min);
+  } else {
+    target += glm_marginal_ll(beta, glm_sigma_factor(tau, L_Omega, correlated), sigma, N, M, e_star, F,
+                              C2, beta_star, rss_min);
+  }
 }
 generated quantities {
 #include glm_omega_gq.stan

@@ -22,7 +22,7 @@ data {
   cholesky_factor_corr[q] L_Omega_fixed;
 }
 transformed data {
-  int q_corr = correlated ? q : 0;
+  int q_corr = (correlated && q > 1) ? q : 0;
 }
 generated quantities {
   vector[p] beta;

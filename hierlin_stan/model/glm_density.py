@@ -29,7 +29,8 @@ import numpy as np
 
 from .sums import SufficientStats
 
-__all__ = ["marginal_loglik", "collapsed_loglik", "beta_conditional", "u_conditional", "dense_loglik"]
+__all__ = ["marginal_loglik", "collapsed_loglik", "beta_conditional", "u_conditional", "dense_loglik",
+           "log_prior", "lkj_cholesky_logpdf"]
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
@@ -153,3 +154,64 @@ def dense_loglik(y: np.ndarray, x: np.ndarray, z: np.ndarray, codes: np.ndarray,
         w = np.linalg.solve(chol, r)
         total += -0.5 * (rows.sum() * _LOG_2PI + 2.0 * np.log(np.diag(chol)).sum() + w @ w)
     return float(total)
+
+
+# ------------------------------------------------------------------ priors
+def lkj_constant(eta: float, k: int) -> float:
+    """Stan's normalising constant of ``lkj_corr_cholesky_lpdf`` (Lewandowski, Kurowicka & Joe 2009)."""
+    from scipy.special import gammaln
+
+    km1 = k - 1
+    if eta == 1.0:
+        const = -sum(gammaln(2.0 * i) for i in range(1, km1 // 2 + 1))
+        if k % 2 == 1:
+            const -= 0.25 * (k * k - 1) * math.log(math.pi) - 0.25 * km1 * km1 * math.log(2.0) - km1 * gammaln(0.5 * (k + 1))
+        else:
+            const -= (0.25 * k * (k - 2) * math.log(math.pi) + 0.25 * (3 * k * k - 4 * k) * math.log(2.0)
+                      + k * gammaln(0.5 * k) - km1 * gammaln(float(k)))
+        return float(const)
+    const = km1 * gammaln(eta + 0.5 * km1)
+    for i in range(1, km1 + 1):
+        const -= 0.5 * i * math.log(math.pi) + gammaln(eta + 0.5 * (km1 - i))
+    return float(const)
+
+
+def lkj_cholesky_logpdf(low: np.ndarray, eta: float) -> float:
+    """``lkj_corr_cholesky_lpdf(L | eta)`` as Stan computes it (normalised)."""
+    k = low.shape[0]
+    if k == 0:
+        return 0.0
+    logd = np.log(np.diag(low)[1:])
+    km1 = k - 1
+    values = (km1 - np.arange(km1) - 1) * logd + (2.0 * eta - 2.0) * logd
+    return lkj_constant(eta, k) + float(values.sum())
+
+
+def scale_logpdf(s: float, family: int, a: float, b: float) -> float:
+    """``glm_scale_lpdf`` of glm_functions.stan (family codes of :data:`~hierlin_stan.model.glm_priors.SCALE_FAMILY_CODES`)."""
+    from scipy import stats
+
+    if family == 1:
+        return float(stats.uniform(0, a).logpdf(s))
+    if family == 2:
+        return float(stats.norm(0, a).logpdf(s) + math.log(2.0))
+    if family == 3:
+        return float(stats.t(b, 0, a).logpdf(s) + math.log(2.0))
+    return float(stats.expon(scale=1.0 / a).logpdf(s))
+
+
+def log_prior(prior_data: dict, beta: np.ndarray | None, tau: np.ndarray, sigma: float, low_omega: np.ndarray | None,
+              correlated: bool) -> float:
+    """The prior terms the glm programs add to ``target`` (beta omitted for the collapsed program)."""
+    from scipy import stats
+
+    total = 0.0
+    if beta is not None and len(beta):
+        total += float(stats.norm(prior_data["beta_loc"], prior_data["beta_scale"]).logpdf(beta).sum())
+    for k in range(len(tau)):
+        total += scale_logpdf(float(tau[k]), int(prior_data["tau_family"][k]), float(prior_data["tau_a"][k]),
+                              float(prior_data["tau_b"][k]))
+    total += scale_logpdf(sigma, int(prior_data["sigma_family"]), float(prior_data["sigma_a"]), float(prior_data["sigma_b"]))
+    if correlated and len(tau) > 1 and low_omega is not None:
+        total += lkj_cholesky_logpdf(low_omega, float(prior_data["lkj_eta"]))
+    return total
