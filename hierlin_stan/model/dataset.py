@@ -306,8 +306,20 @@ def simulate(
     x_low: float = 0.0,
     x_high: float = 10.0,
     seed: int | None = None,
-) -> Dataset:
+    formula: str | None = None,
+    data: Any = None,
+    truth: Mapping[str, Any] | None = None,
+) -> "Dataset | Any":
     """Simulate data from the hierarchical linear regression.
+
+    Without ``formula``: the notebook's model (a, mu_b, sigma_b, eps), returned as a
+    :class:`Dataset`. With ``formula`` (e.g. ``"y ~ x + (1 + x | g)"``): the general
+    model, returned as a pandas DataFrame whose ``attrs["hierlin_truth"]`` holds the
+    true beta, tau, sigma, Omega and u (:func:`hierlin_stan.model.glm_simulate.simulate_formula`);
+    the predictors come from ``data`` or are drawn (numeric ones uniform on
+    [x_low, x_high], ``groups`` of the given sizes), and ``truth`` sets the true values
+    (by term name; defaults: intercept 2, other coefficients 1, tau 1, sigma 0.5,
+    Omega the identity; ``a, mu_b, sigma_b, eps`` are then not used).
 
     The defaults reproduce the notebook: N = 100 points, each with its own slope
     b_i ~ N(2, 1), x ~ U(0, 10), y = 2 + b x with no noise.
@@ -331,6 +343,13 @@ def simulate(
     Dataset
         With ``truth`` and ``true_b`` set.
     """
+    if formula is not None:
+        from .glm_simulate import simulate_formula
+
+        return simulate_formula(formula, data=data, truth=truth, n=n, groups=groups, x_low=x_low, x_high=x_high,
+                                seed=seed)
+    if data is not None or truth is not None:
+        raise ValueError("data= and truth= go with formula=; the notebook's model takes a, mu_b, sigma_b, eps")
     for name, value in (("a", a), ("mu_b", mu_b), ("sigma_b", sigma_b), ("eps", eps), ("x_low", x_low), ("x_high", x_high)):
         if not isinstance(value, numbers.Real) or not math.isfinite(value):
             raise ValueError(f"{name}={value!r} must be a finite number")

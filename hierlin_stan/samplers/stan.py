@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numbers
 import warnings
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -146,8 +146,16 @@ def simulate_stan(
     seed: int | None = None,
     engine: str = "auto",
     show_progress: bool = False,
-) -> list[Dataset]:
+    formula: str | None = None,
+    data: Any = None,
+    truth: Mapping[str, Any] | None = None,
+) -> list[Any]:
     """Simulate datasets with the Stan simulation program (fixed_param sampler).
+
+    With ``formula``: the general model's simulator ``glm_simulate.stan`` (see
+    :func:`hierlin_stan.samplers.stan_glm.simulate_formula_stan`), returning DataFrames
+    with ``attrs["hierlin_truth"]``; ``priors`` then maps parameter names to
+    distributions (``{"beta": "normal(0, 2)", "tau": "halfnormal(1)", ...}``).
 
     The Stan twin of :func:`simulate`: same design (groups, x range), same
     generative model. With ``from_prior`` the hyperparameters of each dataset
@@ -158,6 +166,12 @@ def simulate_stan(
     list of Dataset
         ``n_datasets`` datasets with ``truth`` and ``true_b`` set.
     """
+    if formula is not None:
+        from .stan_glm import simulate_formula_stan
+
+        return simulate_formula_stan(formula, n_datasets, data=data, truth=truth, n=n, groups=groups, x_low=x_low,
+                                     x_high=x_high, from_prior=from_prior, priors=priors, seed=seed, engine=engine,
+                                     show_progress=show_progress)
     n_datasets = _positive_int(n_datasets, "n_datasets")
     sizes = _group_sizes(n, groups)
     for name, value in (("sigma_b", sigma_b), ("eps", eps)):
