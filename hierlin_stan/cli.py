@@ -59,8 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sampling_args(demo)
     demo.set_defaults(func=cmd_demo, seed=DEMO_SEED)
 
-    sim = sub.add_parser("simulate", help="simulate a dataset to CSV or Stan JSON")
-    sim.add_argument("--out", required=True, help="output file, .csv or .json")
+    sim = sub.add_parser("simulate", help="simulate a dataset to CSV or Stan JSON (or, with --formula, CSV/Parquet)")
+    sim.add_argument("--out", required=True, help="output file, .csv or .json (with --formula: .csv or .parquet)")
+    sim.add_argument("--formula", default=None,
+                     help="simulate the general model, e.g. 'y ~ x + (1 + x | g)'; the truth goes to <out>.truth.json")
+    sim.add_argument("--truth", action="append", default=[], metavar="NAME=VALUE",
+                     help="with --formula: a true value, e.g. --truth 'beta[x]=2' --truth sigma=0.5 --truth 'Omega=0.5'")
     sim.add_argument("--n", type=int, default=None, help="observations (default 100)")
     sim.add_argument("--groups", default=None, help="J (equal groups) or comma-separated group sizes; default one slope per point")
     for name, default in (("a", 2.0), ("mu-b", 2.0), ("sigma-b", 1.0), ("eps", 0.0), ("x-low", 0.0), ("x-high", 10.0)):
@@ -71,12 +75,17 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--force", action="store_true", help="overwrite an existing file")
     sim.set_defaults(func=cmd_simulate)
 
-    fit = sub.add_parser("fit", help="fit a dataset from CSV or Stan JSON")
-    fit.add_argument("data", help="a .csv (with a header) or .json file")
+    fit = sub.add_parser("fit", help="fit a dataset from CSV, Parquet or Stan JSON (any formula with --formula)")
+    fit.add_argument("data", help="a .csv (with a header), .parquet or .json file")
+    fit.add_argument("--formula", default=None,
+                     help="the model, e.g. 'log_radon ~ floor + (1 + floor | county)' (lme4/brms syntax, one grouping "
+                          "factor); without it the notebook's model of --x, --y, --group")
+    fit.add_argument("--dropna", action="store_true", help="with --formula: drop rows with missing values (reported)")
     fit.add_argument("--x", default="x", help="CSV column of x (default x)")
     fit.add_argument("--y", default="y", help="CSV column of y (default y)")
     fit.add_argument("--group", default=None, help="CSV column of integer group labels 1..J (default: one slope per point)")
-    fit.add_argument("--parameterization", default="marginal", help="marginal (default), centered or noncentered")
+    fit.add_argument("--parameterization", default="marginal",
+                     help="marginal (default), centered or noncentered; with --formula also collapsed")
     fit.add_argument("--out", default=None, help="output folder (default: <data name>_fit)")
     _add_sampling_args(fit)
     fit.set_defaults(func=cmd_fit)
@@ -141,7 +150,8 @@ def _add_sampling_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=None, help="random seed (same seed, same draws)")
     p.add_argument("--priors", default="notebook", help="notebook (default) or weakly_informative")
     p.add_argument("--prior", action="append", default=[], metavar="FIELD=VALUE",
-                   help="override one prior field, e.g. --prior eps_scale=5 --prior sigma_b_family=halfnormal")
+                   help="override one prior field, e.g. --prior eps_scale=5 --prior sigma_b_family=halfnormal; with "
+                        "--formula a distribution, e.g. --prior 'beta=normal(0, 10)' --prior 'tau[x]=halfnormal(1)'")
     p.add_argument("--force", action="store_true", help="replace an existing output folder")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -187,6 +197,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from .samplers.stan import simulate_stan
 
     out = Path(args.out)
+    if args.formula is not None:
+        return _simulate_formula(args, out)
+    if args.truth:
+        raise ValueError("--truth goes with --formula; the notebook's model takes --a, --mu-b, --sigma-b, --eps")
     if out.suffix not in (".csv", ".json"):
         raise ValueError(f"--out {out}: use a .csv or .json file name")
     if out.is_dir():
@@ -210,6 +224,10 @@ def cmd_fit(args: argparse.Namespace) -> int:
     from .utils.output import staged_output
 
     path = Path(args.data)
+    if args.formula is not None:
+        return _fit_formula(args, path)
+    if args.dropna:
+        raise ValueError("--dropna goes with --formula")
     if path.suffix == ".json":
         dataset = Dataset.from_json(path)
     elif path.suffix == ".csv":
@@ -312,6 +330,116 @@ def cmd_install_cmdstan(args: argparse.Namespace) -> int:
     where = install(args.version)
     print(f"done: {where}. engine='auto' now uses CmdStan.")
     return 0
+
+
+def _simulate_formula(args: argparse.Namespace, out: Path) -> int:
+    """``hierlin simulate --formula``: a CSV/Parquet of the general model plus ``<out>.truth.json``."""
+    import json
+
+    from .model.dataset import simulate
+    from .samplers.stan import simulate_stan
+    from .utils.files import atomic_path, write_text_atomic
+
+    if out.suffix not in (".csv", ".parquet"):
+        raise ValueError(f"--out {out}: with --formula use a .csv or .parquet file name")
+    if out.exists() and not args.force:
+        raise ValueError(f"{out} exists; pass --force to overwrite it")
+    truth = _parse_truth(args.truth)
+    kw = dict(formula=args.formula, truth=truth, n=args.n, groups=_parse_groups(args.groups), x_low=args.x_low,
+              x_high=args.x_high, seed=args.seed)
+    frame = simulate_stan(1, engine=args.engine, **kw)[0] if args.stan else simulate(**kw)
+    with atomic_path(out) as tmp:
+        if out.suffix == ".csv":
+            frame.to_csv(tmp, index=False)
+        else:
+            frame.to_parquet(tmp, index=False)
+    side = truth_path(out)
+    write_text_atomic(side, json.dumps(frame.attrs["hierlin_truth"], indent=1) + "\n")
+    print(f"wrote {len(frame)} rows of {args.formula!r} to {out} (true values in {side})")
+    return 0
+
+
+def _parse_truth(items: Sequence[str]) -> dict[str, Any]:
+    """``--truth 'beta[x]=2' --truth sigma=0.5 --truth Omega=0.5`` -> a truth mapping."""
+    import re
+
+    truth: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--truth {item!r}: write NAME=VALUE, e.g. --truth 'beta[x]=2' or --truth sigma=0.5")
+        try:
+            number = float(value)
+        except ValueError:
+            raise ValueError(f"--truth {item!r}: {value!r} is not a number") from None
+        key = key.strip()
+        m = re.match(r"^(beta|tau)\[(.+)\]$", key)
+        if m:
+            truth.setdefault(m.group(1), {})[m.group(2)] = number
+        elif key in ("sigma", "Omega"):
+            truth[key] = number
+        else:
+            raise ValueError(f"--truth {item!r}: name beta[term], tau[term], sigma or Omega (a correlation, 2 terms)")
+    return truth
+
+
+def truth_path(data: Path) -> Path:
+    """Where ``hierlin simulate --formula`` writes the true values of ``data``: ``<data>.truth.json``."""
+    return data.with_name(data.name + ".truth.json")
+
+
+def _fit_formula(args: argparse.Namespace, path: Path) -> int:
+    """``hierlin fit DATA --formula ...``: the general model, its report folder and verdict."""
+    import json
+
+    from .reports.fit_report import write_fit_report
+    from .reports.tables import write_table
+    from .samplers.stan import fit
+    from .samplers.stan_glm import glm_priors
+    from .model.glm import design
+    from .utils.files import write_text_atomic
+    from .utils.output import check_output, staged_output
+
+    if args.priors != "notebook":
+        raise ValueError("--priors names the notebook's presets; with --formula give distributions with "
+                         "--prior, e.g. --prior 'beta=normal(0, 10)'")
+    priors = _formula_priors(args.prior)
+    out = Path(args.out) if args.out else path.with_name(path.stem + "_fit")
+    check_output(out, args.force)
+    d = design(path, args.formula, dropna=args.dropna)
+    truth = None
+    side = truth_path(path)
+    if side.is_file():
+        truth = json.loads(side.read_text(encoding="utf-8"))
+        _say(args, f"true values from {side} (for the recovery check)")
+    if d.dropped_rows:
+        _say(args, f"dropped {d.dropped_rows} row(s) with missing values (--dropna)")
+    name = args.parameterization
+    with staged_output(out, force=args.force) as folder:
+        idata = fit(d, args.parameterization, formula=args.formula, engine=args.engine, chains=args.chains,
+                    draws=args.draws, warmup=args.warmup, seed=args.seed, priors=priors,
+                    show_progress=not args.quiet)
+        result = write_fit_report(idata, folder, name, truth=truth)
+        prior_table = glm_priors(d, priors).table(d.correlated)
+        write_table(prior_table, folder / f"{name}_priors", f"{name}: priors (defaults are data-scaled)")
+        write_text_atomic(folder / "design.txt", d.describe() + "\n")
+    print(d.describe())
+    print()
+    print(result["verdict"])
+    print(f"\nwrote {out}/")
+    return 0
+
+
+def _formula_priors(items: Sequence[str]) -> dict[str, str] | None:
+    """``--prior 'beta=normal(0, 10)'`` items -> ``{"beta": "normal(0, 10)"}`` (checked when the fit resolves them)."""
+    priors: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not value.strip():
+            raise ValueError(f"--prior {item!r}: write NAME=DISTRIBUTION, e.g. --prior 'beta=normal(0, 10)' "
+                             "or --prior 'tau[x]=halfnormal(1)'")
+        priors[key.strip()] = value.strip()
+    return priors or None
 
 
 # ---------------------------------------------------------------- helpers

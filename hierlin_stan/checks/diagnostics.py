@@ -1,7 +1,8 @@
 """Diagnostics shared by every sampler: summary, fit statistics, recovery, verdict.
 
 Every function takes the :class:`arviz.InferenceData` that the package's samplers
-produce (posterior ``a``, ``mu_b``, ``sigma_b``, ``eps``, ``b``; NUTS or Metropolis
+produce (posterior ``a``, ``mu_b``, ``sigma_b``, ``eps``, ``b`` for the notebook's model,
+``beta``, ``tau``, ``sigma``, ``Omega``, ``u``, ``coef`` for a formula; NUTS or Metropolis
 ``sample_stats``; ``observed_data`` / ``constant_data``; timings and, for simulated
 data, the true values in ``idata.attrs``) and works the same whichever sampler, engine
 or parameterization made it.  Statistics a sampler does not record (divergences and
@@ -19,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from ..model.dataset import TRUTH_KEYS
+from ..model.params import is_general, key_variables, scalar_names
 
 with warnings.catch_warnings():
     # arviz 0.23 announces its 1.0 refactor with a FutureWarning on import.
@@ -38,6 +40,7 @@ __all__ = [
     "recovery",
     "verdict",
     "ess_per_second",
+    "general_truth",
 ]
 
 #: The hyperparameters every sampler writes, in display order.
@@ -180,9 +183,11 @@ def resolve_truth(idata: az.InferenceData, truth: Any = None) -> dict[str, float
 def _ess_rhat(idata: az.InferenceData, names: list[str]) -> pd.DataFrame:
     """Per-variable worst bulk-ESS, tail-ESS and R-hat (vector variables reduced)."""
     post = idata.posterior[names]
-    bulk = az.ess(post, method="bulk")
-    tail = az.ess(post, method="tail")
-    rhat = az.rhat(post)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # constant entries (Omega's diagonal)
+        bulk = az.ess(post, method="bulk")
+        tail = az.ess(post, method="tail")
+        rhat = az.rhat(post)
     rows = {}
     for v in names:
         rows[v] = {
@@ -198,7 +203,7 @@ def _ess_rhat(idata: az.InferenceData, names: list[str]) -> pd.DataFrame:
 
 def summary(
     idata: az.InferenceData,
-    var_names: Sequence[str] = HYPER,
+    var_names: Sequence[str] | None = None,
     hdi_prob: float = 0.9,
 ) -> pd.DataFrame:
     """ArviZ summary plus bulk-ESS per second of sampling.
@@ -207,8 +212,9 @@ def summary(
     ----------
     idata : arviz.InferenceData
         A fit produced by one of the package's samplers.
-    var_names : sequence of str, default :data:`HYPER`
-        Posterior variables to summarise (vector variables give one row per element).
+    var_names : sequence of str, optional
+        Posterior variables to summarise (vector variables give one row per element);
+        default the population-level ones (:func:`hierlin_stan.model.params.key_variables`).
     hdi_prob : float, default 0.9
         Probability mass of the highest-density interval.
 
@@ -220,10 +226,16 @@ def summary(
         ``ess_bulk_per_s`` = ``ess_bulk`` / :func:`sampling_work_seconds` (NaN when the
         sampling time is unknown). Compile and warm-up time are not counted.
     """
-    names = _check_vars(idata, var_names)
+    names = _check_vars(idata, key_variables(idata) if var_names is None else var_names)
     if not 0.0 < hdi_prob < 1.0:
         raise ValueError(f"hdi_prob must be in (0, 1); got {hdi_prob}")
-    table = az.summary(idata, var_names=names, hdi_prob=hdi_prob, round_to="none")
+    with warnings.catch_warnings():
+        # the constant diagonal of Omega has no variance: arviz divides by zero for it
+        warnings.simplefilter("ignore", RuntimeWarning)
+        table = az.summary(idata, var_names=names, hdi_prob=hdi_prob, round_to="none")
+    if "Omega" in names:
+        keep = {n for n, _, _ in scalar_names(idata, ["Omega"])}
+        table = table[[not i.startswith("Omega[") or i in keep for i in table.index]]
     seconds = sampling_work_seconds(fit_attrs(idata))
     if seconds is None or seconds <= 0:
         table["ess_bulk_per_s"] = np.nan
@@ -246,15 +258,15 @@ def sampling_work_seconds(attrs: Mapping[str, Any]) -> float | None:
     return seconds if seconds is not None else _float_attr(attrs, "sampling_seconds")
 
 
-def ess_per_second(idata: az.InferenceData, var_names: Sequence[str] = HYPER) -> float:
+def ess_per_second(idata: az.InferenceData, var_names: Sequence[str] | None = None) -> float:
     """Smallest bulk-ESS among ``var_names`` per second of sampling work.
 
     Parameters
     ----------
     idata : arviz.InferenceData
         A fit with ``attrs['sampling_chain_seconds']`` (see :func:`sampling_work_seconds`).
-    var_names : sequence of str, default :data:`HYPER`
-        Posterior variables considered.
+    var_names : sequence of str, optional
+        Posterior variables considered; default the population-level ones.
 
     Returns
     -------
@@ -262,22 +274,23 @@ def ess_per_second(idata: az.InferenceData, var_names: Sequence[str] = HYPER) ->
         ``min ess_bulk / sampling_chain_seconds``; NaN when the sampling time is unknown or
         not positive.
     """
-    names = _check_vars(idata, var_names)
+    names = _check_vars(idata, key_variables(idata) if var_names is None else var_names)
     seconds = sampling_work_seconds(fit_attrs(idata))
     if seconds is None or seconds <= 0:
         return float("nan")
     return float(_ess_rhat(idata, names)["ess_bulk"].min() / seconds)
 
 
-def sampler_stats(idata: az.InferenceData, var_names: Sequence[str] = HYPER) -> dict[str, Any]:
+def sampler_stats(idata: az.InferenceData, var_names: Sequence[str] | None = None) -> dict[str, Any]:
     """Fit-level numbers: divergences, E-BFMI, tree depth, R-hat, ESS, timings.
 
     Parameters
     ----------
     idata : arviz.InferenceData
         A fit produced by one of the package's samplers (NUTS or Metropolis).
-    var_names : sequence of str, default :data:`HYPER`
-        Posterior variables over which R-hat and ESS are taken (worst value).
+    var_names : sequence of str, optional
+        Posterior variables over which R-hat and ESS are taken (worst value); default
+        the population-level ones.
 
     Returns
     -------
@@ -294,7 +307,7 @@ def sampler_stats(idata: az.InferenceData, var_names: Sequence[str] = HYPER) -> 
         ``sampler``, ``engine``, ``parameterization`` from the attributes (None when
         missing).
     """
-    names = _check_vars(idata, var_names)
+    names = _check_vars(idata, key_variables(idata) if var_names is None else var_names)
     attrs = fit_attrs(idata)
     n_chains = int(idata.posterior.sizes["chain"])
     n_draws = int(idata.posterior.sizes["draw"])
@@ -373,6 +386,8 @@ def recovery(idata: az.InferenceData, truth: Any = None, prob: float = 0.9) -> p
     """
     if not 0.0 < prob < 1.0:
         raise ValueError(f"prob must be in (0, 1); got {prob}")
+    if is_general(idata.posterior.data_vars):
+        return _recovery_general(idata, truth, prob)
     known = resolve_truth(idata, truth)
     params = [p for p in ("a", "mu_b", "sigma_b") if p in known]
     if known.get("eps", 0.0) > 0:
@@ -410,6 +425,88 @@ def recovery(idata: az.InferenceData, truth: Any = None, prob: float = 0.9) -> p
     return table
 
 
+def general_truth(idata: az.InferenceData, truth: Any = None) -> dict[str, float]:
+    """True values of a formula fit by display name (``beta[x]``, ``tau[x]``, ``sigma``, ``Omega[x, Intercept]``).
+
+    Parameters
+    ----------
+    truth : mapping, DataFrame from :func:`hierlin_stan.simulate`, or None
+        ``{"beta": {term: value}, "tau": {...}, "sigma": s, "Omega": [[...]]}`` (what
+        ``simulate(formula=...)`` stores in ``attrs["hierlin_truth"]``), or flat
+        ``{"beta[x]": value, ...}``; None reads ``true_*`` from ``idata.constant_data``.
+
+    Raises
+    ------
+    ValueError
+        When no true value is known.
+    """
+    if truth is not None and hasattr(truth, "attrs") and isinstance(getattr(truth, "attrs"), dict):
+        truth = truth.attrs.get("hierlin_truth", truth)
+    found: dict[str, float] = {}
+    names = scalar_names(idata)
+    if truth is None:
+        cd = idata.constant_data if "constant_data" in idata.groups() else None
+        for display, var, sel in names:
+            key = f"true_{var}"
+            if cd is not None and key in cd:
+                da = cd[key]
+                found[display] = float(da.sel(**{(k if k in da.dims else k): v for k, v in sel.items()}).values)
+        if not found:
+            raise ValueError("no true values known: this fit has no true_beta/true_tau/true_sigma; pass "
+                             "truth= (e.g. the DataFrame from hs.simulate(formula=...))")
+        return found
+    if not isinstance(truth, Mapping):
+        raise ValueError(f"truth must be a mapping or the simulated DataFrame; got {type(truth).__name__}")
+    for display, var, sel in names:
+        if display in truth:
+            found[display] = float(truth[display])
+            continue
+        if var not in truth:
+            continue
+        value = truth[var]
+        if not sel:
+            found[display] = float(value)
+        elif var == "Omega":
+            terms = list(np.asarray(idata.posterior["Omega"][idata.posterior["Omega"].dims[2]].values))
+            (d1, r), (d2, c) = sel.items()
+            found[display] = float(np.asarray(value, float)[terms.index(r), terms.index(c)])
+        else:
+            (_, label), = sel.items()
+            if isinstance(value, Mapping) and label in value:
+                found[display] = float(value[label])
+    if not found:
+        raise ValueError(f"truth names none of this fit's parameters ({', '.join(n for n, _, _ in names)})")
+    return found
+
+
+def _recovery_general(idata: az.InferenceData, truth: Any, prob: float) -> pd.DataFrame:
+    known = general_truth(idata, truth)
+    tail = (1.0 - prob) / 2.0
+    rows = []
+    boundary = []
+    for display, var, sel in scalar_names(idata):
+        if display not in known:
+            continue
+        if var in ("sigma", "tau") and known[display] <= 0:
+            boundary.append(display)
+            continue
+        draws = np.asarray(idata.posterior[var].sel(**sel).values, dtype=float).reshape(-1)
+        mean = float(np.mean(draws))
+        sd = float(np.std(draws, ddof=1)) if draws.size > 1 else float("nan")
+        lower, upper = (float(q) for q in np.quantile(draws, [tail, 1.0 - tail]))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z = float(np.divide(mean - known[display], sd))
+        rows.append({"parameter": display, "truth": known[display], "mean": mean, "sd": sd, "z": z,
+                     "lower": lower, "upper": upper, "covered": bool(lower <= known[display] <= upper)})
+    if not rows:
+        raise ValueError("no parameter with a known true value off the boundary to check")
+    table = pd.DataFrame(rows).set_index("parameter")
+    table.index.name = None
+    table.attrs["prob"] = prob
+    table.attrs["boundary"] = tuple(boundary)
+    return table
+
+
 def _fmt(value: float) -> str:
     return f"{value:.4g}"
 
@@ -437,7 +534,8 @@ def verdict(idata: az.InferenceData, truth: Any = None) -> str:
     str
         Several lines, the first an overall verdict.
     """
-    stats = sampler_stats(idata, HYPER)
+    stats = sampler_stats(idata)
+    general = is_general(idata.posterior.data_vars)
     lines: list[str] = []
     problems = 0
     warns = 0
@@ -449,10 +547,16 @@ def verdict(idata: az.InferenceData, truth: Any = None) -> str:
         )
     elif stats["divergences"] > 0:
         problems += 1
-        if stats["parameterization"] == "marginal":
+        if stats["parameterization"] in ("marginal", "collapsed"):
             fix = (
-                "The marginal parameterization is already in use: raise adapt_delta "
+                f"The {stats['parameterization']} parameterization is already in use: raise adapt_delta "
                 "(e.g. 0.99) and check the data and priors."
+            )
+        elif general:
+            fix = (
+                "In a hierarchical model that is usually the funnel between the group effects u and "
+                "their scales tau (or sigma); use parameterization='marginal', which integrates u out "
+                "and removes it."
             )
         else:
             fix = (
@@ -545,7 +649,9 @@ def verdict(idata: az.InferenceData, truth: Any = None) -> str:
             )
         else:
             lines.append(f"[OK] recovery: {', '.join(inside)} inside their 90% intervals.")
-        known = resolve_truth(idata, truth)
+        known = {} if general else resolve_truth(idata, truth)
+        if "sigma" in rec.attrs.get("boundary", ()):
+            lines.append("[n/a] sigma not checked: its true value 0 is on the boundary.")
         if "eps" in known and known["eps"] <= 0:
             lines.append(
                 f"[n/a] eps not checked: its true value {_fmt(known['eps'])} is on the boundary."

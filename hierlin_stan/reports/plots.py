@@ -45,7 +45,8 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", FutureWarning)
     import arviz as az
 
-from ..checks.diagnostics import HYPER, fit_attrs, recovery, resolve_truth  # noqa: E402
+from ..checks.diagnostics import HYPER, fit_attrs, general_truth, recovery, resolve_truth  # noqa: E402
+from ..model.params import is_general, key_variables, pretty, scalar_draws, scalar_names  # noqa: E402
 
 __all__ = ["save_figure", "plot_trace", "plot_ppc_lines", "plot_recovery", "plot_ess"]
 
@@ -56,7 +57,6 @@ TRUTH_COLOR = "#d62728"
 _COVERED_COLOR = "#1f77b4"
 _MISSED_COLOR = "#d62728"
 
-_PRETTY = {"a": r"$a$", "mu_b": r"$\mu_b$", "sigma_b": r"$\sigma_b$", "eps": r"$\epsilon$"}
 
 
 # --------------------------------------------------------------------------- helpers
@@ -99,7 +99,7 @@ def save_figure(fig: Figure, path: PathLike, dpi: int = 150) -> Path:
 
 
 def _pretty(name: str) -> str:
-    return _PRETTY.get(name, name)
+    return pretty(name)
 
 
 def _fit_title(idata: az.InferenceData, what: str) -> str:
@@ -182,7 +182,7 @@ def _density(ax: Axes, values: np.ndarray, color: Any) -> None:
 def plot_trace(
     idata: az.InferenceData,
     truth: Any = None,
-    var_names: Sequence[str] = HYPER,
+    var_names: Sequence[str] | None = None,
     axes: np.ndarray | None = None,
     path: PathLike | None = None,
 ) -> np.ndarray:
@@ -200,8 +200,10 @@ def plot_trace(
     truth : Mapping[str, float], object with a ``.truth`` mapping, or None
         True values; None reads ``true_*`` from ``idata.attrs`` and draws no truth
         lines when there are none.
-    var_names : sequence of str, default ``("a", "mu_b", "sigma_b", "eps")``
-        Variables to plot; vector variables get one row per element.
+    var_names : sequence of str, optional
+        Variables to plot; vector variables get one row per element (Omega: its
+        correlations). Default the population-level ones: a, mu_b, sigma_b, eps, or
+        for a formula beta, tau, sigma, Omega.
     axes : array of matplotlib Axes, shape (n_rows, 2), optional
         Where to draw; a new figure when None.
     path : str or os.PathLike, optional
@@ -212,14 +214,25 @@ def plot_trace(
     numpy.ndarray
         The axes, shape ``(n_rows, 2)``.
     """
-    rows = _scalar_rows(idata, var_names)
+    general = is_general(idata.posterior.data_vars)
+    if var_names is None:
+        var_names = key_variables(idata)
+    if general:
+        rows = [(display, _pretty(display), display,
+                 np.asarray(idata.posterior[var].sel(**sel).transpose("chain", "draw").values, dtype=float))
+                for display, var, sel in scalar_names(idata, var_names)]
+        if not rows:
+            raise ValueError("var_names is empty; give at least one posterior variable")
+    else:
+        rows = _scalar_rows(idata, var_names)
+    truth_of = general_truth if general else resolve_truth
     if truth is None:
         try:
-            known = resolve_truth(idata, None)
+            known = truth_of(idata, None)
         except ValueError:
             known = {}
     else:
-        known = resolve_truth(idata, truth)
+        known = truth_of(idata, truth)
     n = len(rows)
     own_figure = axes is None
     if own_figure:
@@ -251,7 +264,7 @@ def plot_trace(
         for c in range(values.shape[0]):
             _density(ax_d, values[c], colors[c])
             ax_t.plot(draw_coord, values[c], color=colors[c], lw=0.5, alpha=0.75)
-        true_value = _row_truth(known, truth, var, element)
+        true_value = known.get(element) if general else _row_truth(known, truth, var, element)
         if true_value is not None:
             ax_d.axvline(true_value, color=TRUTH_COLOR, lw=1.8, zorder=5)
             ax_t.axhline(true_value, color=TRUTH_COLOR, lw=1.8, zorder=5)
@@ -447,7 +460,7 @@ def plot_recovery(
         ok = bool(row["covered"])
         color = _COVERED_COLOR if ok else _MISSED_COLOR
         if np.isfinite(sd) and sd > 0:
-            draws = np.asarray(idata.posterior[name].values, dtype=float).reshape(-1)
+            draws = scalar_draws(idata, str(name))
             q25, q75 = np.quantile(draws, [0.25, 0.75])
             std = lambda v: (v - row["truth"]) / sd  # noqa: E731
             ax.plot([std(row["lower"]), std(row["upper"])], [r, r], color=color, lw=2, solid_capstyle="butt")
