@@ -21,6 +21,7 @@ from .checks.crosscheck import cross_check
 from .engines import ENGINES, ChainError, EngineError, get_engine
 from .engines.programs import PARAMETERIZATIONS
 from .model.dataset import Dataset, simulate
+from .model.glm import Design, design
 from .model.priors import Priors
 from .reports import plots, write_report
 from .samplers.logdensity import Target
@@ -34,11 +35,13 @@ __all__ = [
     "PARAMETERIZATIONS",
     "ChainError",
     "Dataset",
+    "Design",
     "EngineError",
     "Priors",
     "Target",
     "compare",
     "cross_check",
+    "design",
     "diagnostics",
     "fit",
     "get_engine",

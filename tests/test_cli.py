@@ -104,9 +104,8 @@ def test_cli_errors_are_one_line_without_traceback(tmp_path, args, message):
         ("x,y\n1,3\n", [], "only one observation"),
         ("x,y\n", [], "the data are empty"),
         ("", [], "is empty: give a header row"),
-        ("x,y,g\n1,3,1\n2,5,1.5\n", ["--group", "g"], "group label 1.5 is not an integer"),
-        ("x,y,g\n1,3,1\n2,5,0\n", ["--group", "g"], "group label 0 is out of range"),
-        ("x,y,g\n1,3,1\n2,5,\n", ["--group", "g"], "line 3, column 'g': '' is not a number"),
+        ("x,y,g\n1,3,a\n2,5,\n", ["--group", "g"], "line 3, column 'g': the group label is missing"),
+        ("x,y,g\n1,3,1\n2,5,\n", ["--group", "g"], "line 3, column 'g': the group label is missing"),
         ("x,y\n1,3\n2,5\n", ["--group", "g"], "has no column 'g'"),
     ],
 )

@@ -111,13 +111,28 @@ def test_csv_round_trip(tmp_path):
 def test_csv_errors_name_column_and_line(tmp_path):
     path = tmp_path / "d.csv"
     path.write_text("xx,y\n1,2\n3,4\n")
-    with pytest.raises(ValueError, match=r"no column 'x'; its columns are \['xx', 'y'\]"):
+    with pytest.raises(ValueError, match=r"no column 'x'; did you mean 'xx'\? \(columns: xx, y\)"):
         Dataset.from_csv(path)
     path.write_text("x,y\n1,2\n3,oops\n")
     with pytest.raises(ValueError, match=r"line 3, column 'y': 'oops' is not a number"):
         Dataset.from_csv(path)
     with pytest.raises(ValueError, match="does not exist"):
         Dataset.from_csv(tmp_path / "missing.csv")
+
+
+def test_csv_group_labels_are_names_not_indices(tmp_path):
+    """Names and sparse ids make one group each, numbered in sorted order, and the labels are kept."""
+    path = tmp_path / "named.csv"
+    path.write_text("x,y,county\n1,2,AITKIN\n2,3,ANOKA\n3,5,AITKIN\n4,4,BECKER\n")
+    ds = Dataset.from_csv(path, group="county")
+    assert ds.n_groups == 3 and list(ds.labels) == ["AITKIN", "ANOKA", "BECKER"]
+    assert list(ds.group) == [1, 2, 1, 3] and list(ds.group_labels) == ["AITKIN", "ANOKA", "AITKIN", "BECKER"]
+    path.write_text("x,y,id\n1,2,85027\n2,3,1027\n3,5,85027\n")
+    ds = Dataset.from_csv(path, group="id")
+    assert ds.n_groups == 2 and list(ds.labels) == [1027, 85027]
+    back = Dataset.from_csv(ds.to_csv(tmp_path / "again.csv"), group="group")
+    assert list(back.labels) == [1027, 85027] and list(back.group) == list(ds.group)
+    assert list(Dataset.from_json(ds.to_json(tmp_path / "d.json")).labels) == [1027, 85027]
 
 
 def test_json_round_trip_keeps_truth(tmp_path):

@@ -38,6 +38,9 @@ class Dataset:
         True a, mu_b, sigma_b, eps when the data were simulated.
     true_b : numpy.ndarray or None
         True slopes (length J) when simulated.
+    labels : numpy.ndarray or None
+        The user's name of each group (length J: strings, sparse ids, ...), kept as the
+        ``group`` coordinate of fits; None means the groups are called 1..J.
     """
 
     x: np.ndarray
@@ -46,6 +49,7 @@ class Dataset:
     n_groups: int
     truth: dict[str, float] | None = None
     true_b: np.ndarray | None = None
+    labels: np.ndarray | None = None
 
     # ---------------------------------------------------------------- building
     @classmethod
@@ -57,6 +61,7 @@ class Dataset:
         n_groups: int | None = None,
         truth: Mapping[str, float] | None = None,
         true_b: Sequence[float] | np.ndarray | None = None,
+        labels: Sequence[Any] | np.ndarray | None = None,
     ) -> "Dataset":
         """Validate arrays and build a Dataset.
 
@@ -70,6 +75,8 @@ class Dataset:
             J; defaults to the largest label.
         truth, true_b : optional
             Known true values, for recovery checks.
+        labels : sequence, optional
+            A name for each of the J groups (distinct), e.g. county names.
 
         Raises
         ------
@@ -106,13 +113,20 @@ class Dataset:
             tb = _float_vector(true_b, "true_b")
             if tb.size != j:
                 raise ValueError(f"true_b has {tb.size} values but there are {j} groups")
-        return cls(x_arr, y_arr, g, int(j), truth_dict, tb)
+        lab = None
+        if labels is not None:
+            lab = np.asarray(labels)
+            if lab.ndim != 1 or lab.size != j:
+                raise ValueError(f"labels has {lab.size} names but there are {j} groups; give one name per group")
+            if len(set(lab.tolist())) != j:
+                raise ValueError("labels repeats a name; give each group its own")
+        return cls(x_arr, y_arr, g, int(j), truth_dict, tb, lab)
 
     @classmethod
     def from_csv(
         cls, path: str | os.PathLike[str], x: str = "x", y: str = "y", group: str | None = None
     ) -> "Dataset":
-        """Read a CSV with a header row.
+        """Read a CSV with a header row (only the named columns; pyarrow or pandas, never a dict per row).
 
         Parameters
         ----------
@@ -121,41 +135,49 @@ class Dataset:
         x, y : str
             Column names of predictor and response.
         group : str, optional
-            Column of integer group labels (1-based); None for one slope per point.
+            Column of group labels: any labels (names, sparse ids); groups are numbered
+            in sorted label order and the labels kept. None for one slope per point.
         """
+        import pandas as pd
+
+        from .design import DataError
+        from .tables import first_non_numeric, read_columns
+
         path = Path(path)
         if not path.is_file():
             raise ValueError(f"CSV file {path} does not exist (or is not a file)")
-        with path.open(newline="", encoding="utf-8") as handle:
-            reader = csv.DictReader(handle)
-            columns = reader.fieldnames or []
-            if not columns:
-                raise ValueError(f"{path} is empty: give a header row naming the columns (e.g. x,y,group) and the data")
-            wanted = [c for c in (x, y, group) if c is not None]
-            missing = [c for c in wanted if c not in columns]
-            if missing:
-                raise ValueError(
-                    f"{path} has no column {missing[0]!r}; its columns are {columns}. "
-                    "Name the right ones with x=, y=, group= (CLI: --x, --y, --group)"
-                )
-            rows = list(reader)
-        values: dict[str, list[Any]] = {c: [] for c in wanted}
-        for line, row in enumerate(rows, start=2):
-            for c in wanted:
-                text = (row.get(c) or "").strip()
-                try:
-                    values[c].append(float(text))
-                except ValueError:
-                    raise ValueError(
-                        f"{path}, line {line}, column {c!r}: {text!r} is not a number"
-                    ) from None
-        g = values[group] if group is not None else None
-        if g is not None:
-            bad = [v for v in g if not float(v).is_integer()]
-            if bad:
-                raise ValueError(f"{path}, column {group!r}: group label {bad[0]!r} is not an integer")
-            g = [int(v) for v in g]
-        return cls.from_arrays(values[x], values[y], g)
+        wanted = [c for c in (x, y, group) if c is not None]
+        try:
+            frame = read_columns(path, wanted)
+        except DataError as err:
+            text = str(err)
+            if "has no column" in text:
+                text += ". Name the right ones with x=, y=, group= (CLI: --x, --y, --group)"
+            raise ValueError(text) from None
+        for c in (x, y):
+            bad = first_non_numeric(frame[c])
+            if bad is not None:
+                raise ValueError(f"{path}, line {bad[0] + 2}, column {c!r}: {str(bad[1])!r} is not a number")
+        xs = frame[x].to_numpy(dtype=np.float64)
+        ys = frame[y].to_numpy(dtype=np.float64)
+        if group is None:
+            return cls.from_arrays(xs, ys)
+        labels_col = frame[group]
+        missing = np.flatnonzero(labels_col.isna().to_numpy())
+        if missing.size:
+            raise ValueError(f"{path}, line {missing[0] + 2}, column {group!r}: the group label is missing "
+                             f"({missing.size} missing); give every observation a label")
+        values = labels_col.to_numpy()
+        if values.dtype.kind == "f" and np.all(values == np.round(values)):
+            values = values.astype(np.int64)
+        try:
+            codes, uniques = pd.factorize(values, sort=True)
+        except TypeError:
+            raise ValueError(f"{path}, column {group!r}: the group labels mix types; make them one type") from None
+        uniques = np.asarray(uniques)
+        j = uniques.size
+        labels = None if (uniques.dtype.kind in "iu" and np.array_equal(uniques, np.arange(1, j + 1))) else uniques
+        return cls.from_arrays(xs, ys, codes + 1, j, labels=labels)
 
     @classmethod
     def from_json(cls, path: str | os.PathLike[str]) -> "Dataset":
@@ -173,13 +195,24 @@ class Dataset:
         truth = None
         if all(f"true_{k}" in doc for k in TRUTH_KEYS):
             truth = {k: doc[f"true_{k}"] for k in TRUTH_KEYS}
-        return cls.from_arrays(doc["x"], doc["y"], doc.get("g"), doc.get("J"), truth, doc.get("true_b"))
+        return cls.from_arrays(doc["x"], doc["y"], doc.get("g"), doc.get("J"), truth, doc.get("true_b"),
+                               doc.get("group_labels"))
 
     # ---------------------------------------------------------------- views
     @property
     def n(self) -> int:
         """Number of observations N."""
         return int(self.x.size)
+
+    @property
+    def group_coords(self) -> np.ndarray:
+        """The J group names: the labels when given, else 1..J."""
+        return self.labels if self.labels is not None else np.arange(1, self.n_groups + 1)
+
+    @property
+    def group_labels(self) -> np.ndarray:
+        """The group name of each observation."""
+        return self.group_coords[self.group - 1]
 
     @property
     def one_slope_per_point(self) -> bool:
@@ -246,6 +279,8 @@ class Dataset:
             doc.update({f"true_{k}": v for k, v in self.truth.items()})
         if self.true_b is not None:
             doc["true_b"] = self.true_b.tolist()
+        if self.labels is not None:
+            doc["group_labels"] = [v.item() if isinstance(v, np.generic) else v for v in self.labels]
         return doc
 
     def to_json(self, path: str | os.PathLike[str]) -> Path:
@@ -260,7 +295,7 @@ class Dataset:
             with tmp.open("w", newline="", encoding="utf-8") as handle:
                 writer = csv.writer(handle)
                 writer.writerow(["x", "y", "group"])
-                for xi, yi, gi in zip(self.x.tolist(), self.y.tolist(), self.group.tolist()):
+                for xi, yi, gi in zip(self.x.tolist(), self.y.tolist(), self.group_labels.tolist()):
                     writer.writerow([repr(xi), repr(yi), gi])
         return Path(path)
 

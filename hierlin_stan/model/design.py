@@ -314,6 +314,12 @@ def _levels(series: pd.Series) -> tuple[Any, ...]:
 
 def _group_labels(series: pd.Series, name: str) -> np.ndarray:
     values = _label_values(series.dropna())
+    if values.dtype == object:
+        kinds = {("number" if isinstance(v, (int, float, np.integer, np.floating)) else type(v).__name__)
+                 for v in values}
+        if len(kinds) > 1:
+            raise DataError(f"the grouping column {name!r} mixes label types ({', '.join(sorted(kinds))}); make the "
+                            "labels one type (e.g. all strings)")
     if isinstance(series.dtype, pd.CategoricalDtype):
         used = set(series.dropna().unique())
         labels = [c for c in series.cat.categories if c in used]

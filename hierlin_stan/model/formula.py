@@ -298,13 +298,13 @@ class _Parser:
         """A product: ``a``, ``a:b`` (one term) or ``a*b`` (a + b + a:b)."""
         parts: list[list[Term]] = [[self.atom()]]
         while self.tok.kind == "op" and self.tok.text in (":", "*"):
-            op = self.take().text
+            op_tok = self.take()
             nxt = self.atom()
-            if op == ":":
-                parts[-1] = [_times(self.text, t, nxt, self.toks[self.i - 1]) for t in parts[-1]]
+            if op_tok.text == ":":
+                parts[-1] = [_times(self.text, t, nxt, op_tok) for t in parts[-1]]
             else:
                 left = parts[-1]
-                parts[-1] = left + [nxt] + [_times(self.text, t, nxt, self.toks[self.i - 1]) for t in left]
+                parts[-1] = left + [nxt] + [_times(self.text, t, nxt, op_tok) for t in left]
         terms = parts[0]
         return terms[0] if len(terms) == 1 else terms
 

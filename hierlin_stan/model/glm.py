@@ -298,8 +298,9 @@ def check_collinear(xtx: np.ndarray, names: list[str], what: str) -> None:
         else:
             coef, resid = np.zeros(0), c[k, k]
         if resid < COLLINEAR_TOL:
-            weights = coef * scale[k] / scale[kept] if kept else coef
-            combo = " + ".join(f"{w:.3g}*{names[i]}" for w, i in zip(weights, kept) if abs(w) > 1e-8) or "0"
+            weights = coef * scale[kept] / scale[k] if kept else coef
+            parts = [f"{'-' if w < 0 else '+'} {abs(w):.3g}*{names[i]}" for w, i in zip(weights, kept) if abs(w) > 1e-8]
+            combo = " ".join(parts).lstrip("+ ") if parts else "0"
             raise DataError(
                 f"{what} are collinear: {names[k]!r} = {combo} (up to round-off), so their coefficients cannot be "
                 f"told apart; drop {names[k]!r} (or one of the others) from the formula")

@@ -71,14 +71,14 @@ def build_inference_data(
     coords: dict[str, Any] = {}
     if dataset is not None:
         j = dataset.n_groups
-        coords = {"group": np.arange(1, j + 1), "obs": np.arange(dataset.n)}
+        coords = {"group": _coord(dataset.group_coords), "obs": np.arange(dataset.n)}
     elif "b" in posterior:
         coords["group"] = np.arange(1, posterior["b"].shape[-1] + 1)
     dims = {k: v for k, v in VAR_DIMS.items() if k in posterior}
     observed = constant = None
     if dataset is not None:
         observed = {"y": dataset.y}
-        constant = {"x": dataset.x, "group": dataset.group}
+        constant = {"x": dataset.x, "group": _coord(dataset.group_coords)[dataset.group - 1]}
         dims.update({"y": ["obs"], "x": ["obs"], "group": ["obs"]})
     cleaned = clean_attrs(attrs)
     if dataset is not None and dataset.truth is not None:
@@ -95,8 +95,16 @@ def build_inference_data(
     if dataset is not None and dataset.true_b is not None:
         # Its own dim: constant_data's variable ``group`` (obs) owns that name.
         idata.constant_data["true_b"] = ("group_id", dataset.true_b)
-        idata.constant_data = idata.constant_data.assign_coords(group_id=np.arange(1, dataset.n_groups + 1))
+        idata.constant_data = idata.constant_data.assign_coords(group_id=_coord(dataset.group_coords))
     return idata
+
+
+def _coord(labels: np.ndarray) -> np.ndarray:
+    """Group names as an xarray coordinate: integers stay integers, anything else becomes text."""
+    arr = np.asarray(labels)
+    if arr.dtype.kind in "iu" or arr.dtype.kind == "U":
+        return arr
+    return np.asarray([str(v) for v in arr])
 
 
 def clean_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:

@@ -31,7 +31,7 @@ from ..utils.az import az
 from ..utils.checks import positive_int
 from ..utils.seeds import resolve_seed
 from ..utils.versions import environment_versions
-from .inference_data import STAT_NAMES, clean_attrs
+from .inference_data import STAT_NAMES, _coord, clean_attrs
 
 __all__ = ["GLM_PARAMETERIZATIONS", "fit_formula", "stan_data", "glm_priors", "glm_inference_data"]
 
@@ -188,16 +188,6 @@ def glm_inference_data(variables: Mapping[str, np.ndarray], sample_stats: Mappin
     if d.truth is not None:
         _add_truth(idata, d)
     return idata
-
-
-def _coord(labels: np.ndarray) -> np.ndarray:
-    """Group labels as an xarray-friendly coordinate (strings stay strings, integers integers)."""
-    arr = np.asarray(labels)
-    if arr.dtype == object:
-        if all(isinstance(v, str) for v in arr):
-            return arr.astype(str)
-        return np.asarray([str(v) for v in arr])
-    return arr
 
 
 def _add_truth(idata: "az.InferenceData", d: Design) -> None:
