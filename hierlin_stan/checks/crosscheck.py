@@ -16,11 +16,13 @@ above 1 or a handful of effective draws has meaningless MCSE, so look at
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 
+from ..model.params import key_variables, scalar_names
 from ..utils.az import az
 
 __all__ = ["cross_check", "cross_check_report"]
@@ -31,7 +33,7 @@ _LABEL_KEYS = ("sampler", "engine", "parameterization")
 def cross_check(
     idata_a: "az.InferenceData",
     idata_b: "az.InferenceData",
-    var_names: Sequence[str] = ("a", "mu_b", "sigma_b", "eps"),
+    var_names: Sequence[str] | None = None,
     threshold: float = 4.0,
 ) -> pd.DataFrame:
     """Compare the posterior means of two fits in units of their combined MCSE.
@@ -41,9 +43,10 @@ def cross_check(
     idata_a, idata_b : arviz.InferenceData
         Two fits of the same model and data (e.g. :func:`hierlin_stan.fit` and
         :func:`hierlin_stan.pymc_backend.fit_pymc`).
-    var_names : sequence of str, default ("a", "mu_b", "sigma_b", "eps")
-        Posterior variables to compare; a vector variable (``b``) gives one row per
-        element (``b[1]``, ...).
+    var_names : sequence of str, optional
+        Posterior variables to compare; a vector variable (``b``, ``beta``) gives one
+        row per element (``b[1]``, ``beta[x]``, ...). Default the population-level
+        ones of ``idata_a``: a, mu_b, sigma_b, eps, or beta, tau, sigma, Omega.
     threshold : float, default 4.0
         Largest ``|z|`` that passes. Must be positive.
 
@@ -64,6 +67,8 @@ def cross_check(
         there), the element labels of a vector variable differ, or the threshold
         is not a positive number.
     """
+    if var_names is None:
+        var_names = key_variables(idata_a)
     if isinstance(var_names, str):
         var_names = [var_names]
     names = list(var_names)
@@ -83,8 +88,14 @@ def cross_check(
             raise ValueError(
                 f"variable(s) {missing} not in {label}'s posterior; available: {sorted(idata.posterior.data_vars)}"
             )
-    sum_a = az.summary(idata_a, var_names=names, kind="all", round_to="none")
-    sum_b = az.summary(idata_b, var_names=names, kind="all", round_to="none")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # constant entries (Omega's diagonal)
+        sum_a = az.summary(idata_a, var_names=names, kind="all", round_to="none")
+        sum_b = az.summary(idata_b, var_names=names, kind="all", round_to="none")
+    if "Omega" in names:  # its correlations once each, not the constant diagonal
+        keep = {n for n, _, _ in scalar_names(idata_a, ["Omega"])}
+        sum_a = sum_a[[not i.startswith("Omega[") or i in keep for i in sum_a.index]]
+        sum_b = sum_b[[not i.startswith("Omega[") or i in keep for i in sum_b.index]]
     if list(sum_a.index) != list(sum_b.index):
         only_a = sorted(set(sum_a.index) - set(sum_b.index))
         only_b = sorted(set(sum_b.index) - set(sum_a.index))

@@ -58,9 +58,7 @@ def read_columns(data: TableLike, columns: Sequence[str]) -> pd.DataFrame:
         return frame
     if isinstance(data, (str, os.PathLike)):
         return _read_file(Path(data), columns)
-    from .dataset import Dataset
-
-    if isinstance(data, Dataset):
+    if hasattr(data, "group_labels") and hasattr(data, "x") and hasattr(data, "y"):  # a Dataset
         frame = pd.DataFrame({"x": data.x, "y": data.y, "group": data.group_labels})
         _check_present(columns, list(frame.columns), "the Dataset (columns x, y, group)")
         return frame.loc[:, columns]

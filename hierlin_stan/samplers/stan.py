@@ -92,11 +92,10 @@ def fit(
                            warmup=warmup, seed=seed, priors=priors, thin=thin, keep_u=keep_b, dropna=dropna,
                            show_progress=show_progress)
     if not isinstance(dataset, Dataset):
-        if not hasattr(dataset, "x"):
-            raise ValueError(
-                f"a {type(dataset).__name__} needs a formula: hs.fit(data, formula='y ~ x + (1 + x | g)'); "
-                "without one, give a hierlin_stan.Dataset (the notebook's model)")
-        raise ValueError(f"dataset must be a hierlin_stan.Dataset (from simulate() or Dataset.from_csv()); got {type(dataset).__name__}")
+        raise ValueError(
+            f"dataset must be a hierlin_stan.Dataset (from simulate() or Dataset.from_csv()) for the notebook's "
+            f"model; got {type(dataset).__name__}, which needs a formula: "
+            "hs.fit(data, formula='y ~ x + (1 + x | g)')")
     check_parameterization(parameterization)
     chains, draws, warmup, thin = (_positive_int(v, n) for v, n in ((chains, "chains"), (draws, "draws"), (warmup, "warmup"), (thin, "thin")))
     seed = resolve_seed(seed)
