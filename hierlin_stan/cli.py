@@ -409,6 +409,8 @@ def _nuts_controls(args: argparse.Namespace) -> dict[str, Any]:
     """
     import json
 
+    from .engines.controls import NutsControls
+
     out: dict[str, Any] = {}
     for name, kind, example in (("adapt_delta", float, "0.95"), ("max_treedepth", int, "12"),
                                 ("step_size", float, "0.1")):
@@ -439,6 +441,7 @@ def _nuts_controls(args: argparse.Namespace) -> dict[str, Any]:
             except json.JSONDecodeError as err:
                 raise ValueError(f"--inits {text!r}: not valid JSON ({err.msg} at line {err.lineno}, column {err.colno}); "
                                  "give a dict of starting values or a list of dicts, one per chain") from None
+    NutsControls.make(**out, chains=getattr(args, "chains", None))  # fail now, before any output or sampling
     return out
 
 

@@ -473,7 +473,7 @@ class Advice:
 
 
 def _next_adapt_delta(current: float) -> float:
-    for step in (0.9, 0.95, 0.99, 0.995, 0.999):
+    for step in (0.95, 0.99, 0.999):
         if step > current + 1e-12:
             return step
     return round(1 - (1 - current) / 2, 6)
@@ -510,16 +510,15 @@ def advice(idata: az.InferenceData, stats: Mapping[str, Any] | None = None) -> l
         function, where = "fit", param
     else:
         function, where = "fit", "marginal"  # PyMC, nutpie: the package's Stan fit
-    reparameterize = function == "fit" and where != "marginal"
+    # centered / non-centered (Stan or PyMC): the remedy is the marginal parameterization
+    reparameterize = function == "fit" and param != "marginal"
     out: list[Advice] = []
 
     def add(problem: str, **options: Any) -> None:
         if reparameterize:
             out.append(Advice(problem, "fit", "marginal", {}))
-        elif options:
+        else:
             out.append(Advice(problem, function, where, options))
-        elif function == "fit" and where != param:
-            out.append(Advice(problem, "fit", where, {}))
 
     if st.get("divergences"):
         if function == "fit":
