@@ -177,3 +177,16 @@ def test_api_sigterm_during_fit_stops_child_processes(tmp_path):
     assert "Terminated" in err or "KeyboardInterrupt" in err
     time.sleep(1)
     assert _descendants_alive(marker) == []
+
+
+def test_engine_output_points_only_to_what_users_have(default_data, engine_name, caplog, capfd):
+    """A fit with divergences: the verdict reports them; the engine prints no advice about
+    objects users never see (cmdstanpy's show_console=True, diagnose(), exit-code strerror)."""
+    caplog.set_level("INFO")
+    idata = hs.fit(default_data, "centered", engine=engine_name, seed=2, chains=2, draws=300, warmup=300,
+                   show_progress=False)
+    printed = capfd.readouterr().err + caplog.text
+    assert int(idata.sample_stats["diverging"].sum()) > 0
+    assert "divergent transitions" in hs.diagnostics.verdict(idata)
+    for noise in ("show_console", "diagnose()", "Operation not permitted", "CmdStan start processing"):
+        assert noise not in printed, printed[-2000:]

@@ -254,14 +254,23 @@ def install(version: str = CMDSTAN_VERSION, progress: bool = True) -> str:
 
 
 class _QuietChainErrors(logging.Filter):
-    """Drop cmdstanpy's "Chain [1] error: code '1' Operation not permitted" lines.
+    """Drop cmdstanpy's log lines that point users to objects they never see.
 
-    They print ``os.strerror`` of CmdStan's exit code, which misleads; the engine
-    raises a :class:`ChainError` with Stan's own reason instead.
+    * "Chain [1] error: code '1' Operation not permitted": ``os.strerror`` of CmdStan's
+      exit code, which misleads; the engine raises a :class:`ChainError` with Stan's
+      own reason instead.
+    * "Non-fatal error during sampling ... re-running with show_console=True" and
+      "Some chains may have failed to converge ... Use the diagnose() method": the
+      rejections Stan recovers from, and divergences and tree-depth hits, which the
+      package's verdict reports (with calls that exist) for both engines alike; the
+      PyStan engine prints neither.
     """
 
+    _DROP = re.compile(r"Chain \[\d+\] error: code|Non-fatal error during sampling|"
+                       r"Some chains may have failed to converge")
+
     def filter(self, record: logging.LogRecord) -> bool:
-        return not re.match(r"Chain \[\d+\] error: code", str(record.getMessage()))
+        return not self._DROP.match(str(record.getMessage()))
 
 
 def _failed_chains(message: str, out: Path, chains: int) -> list[tuple[int, str]]:
