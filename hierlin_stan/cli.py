@@ -99,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--seed", type=int, default=None, help=f"seed of the data and every sampler (default {DEMO_SEED}, as demo)")
     cmp.add_argument("--engine", default="auto", help="Stan engine: auto (default), cmdstan or pystan")
     cmp.add_argument("--quiet", action="store_true", help="no progress bars or progress lines")
+    _add_nuts_args(cmp, "of every stan-* sampler run")
     cmp.set_defaults(func=cmd_compare, seed=DEMO_SEED)
 
     sbc = sub.add_parser("sbc", help="simulation-based calibration of a sampler: ranks, p-values, plots, HTML")
@@ -123,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     sbc.add_argument("--seed", type=int, default=0, help="master seed (default 0)")
     sbc.add_argument("--engine", default="auto", help="Stan engine: auto (default), cmdstan or pystan")
     sbc.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_nuts_args(sbc, "of every fit (stan-* samplers)")
     sbc.set_defaults(func=cmd_sbc)
 
     bench = sub.add_parser("bench", help="benchmark: ESS/s per sampler, seconds and ESS/s vs N (table + log-log plots)")
@@ -154,6 +156,22 @@ def _add_sampling_args(p: argparse.ArgumentParser) -> None:
                         "--formula a distribution, e.g. --prior 'beta=normal(0, 10)' --prior 'tau[x]=halfnormal(1)'")
     p.add_argument("--force", action="store_true", help="replace an existing output folder")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_nuts_args(p, "")
+
+
+def _add_nuts_args(p: argparse.ArgumentParser, whose: str) -> None:
+    """Stan's NUTS controls; values are checked by fit() (one-line errors naming the fix)."""
+    g = p.add_argument_group(f"Stan NUTS controls {whose}".strip(), "defaults are Stan's")
+    g.add_argument("--adapt-delta", default=None, metavar="D",
+                   help="target acceptance of step-size adaptation in (0, 1) (default 0.8); raise to 0.95-0.99 "
+                        "against divergences")
+    g.add_argument("--max-treedepth", default=None, metavar="N", help="largest NUTS tree depth, 1..30 (default 10)")
+    g.add_argument("--metric", default=None, metavar="diag|dense",
+                   help="adapted inverse metric: diag (default) or dense (CmdStan engine)")
+    g.add_argument("--step-size", default=None, metavar="S", help="initial step size, > 0 (default 1; adapted)")
+    g.add_argument("--inits", default=None, metavar="R|FILE.json|JSON",
+                   help="starting values: a radius R >= 0 (default 2), or a JSON file/text with a dict of values "
+                        "(e.g. '{\"a\": 2, \"sigma_b\": 1}') or a list of dicts, one per chain")
 
 
 # ---------------------------------------------------------------- commands
@@ -168,6 +186,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .utils.output import staged_output
 
     start = time.perf_counter()
+    controls = _nuts_controls(args)
     dataset = simulate(seed=args.seed)
     rows = []
     with staged_output(args.out, force=args.force) as folder:
@@ -177,7 +196,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         for parameterization in ("marginal", "centered"):
             _say(args, f"fitting {parameterization} NUTS ...")
             idata = fit(dataset, parameterization, engine=args.engine, chains=args.chains, draws=args.draws,
-                        warmup=args.warmup, seed=args.seed, priors=_priors(args), show_progress=not args.quiet)
+                        warmup=args.warmup, seed=args.seed, priors=_priors(args), show_progress=not args.quiet,
+                        **controls)
             result = write_fit_report(idata, folder, parameterization)
             rows.append(_overview_row(parameterization, idata, result))
             verdicts.append(f"== {parameterization} ==\n{result['verdict']}")
@@ -234,10 +254,12 @@ def cmd_fit(args: argparse.Namespace) -> int:
         dataset = Dataset.from_csv(path, x=args.x, y=args.y, group=args.group)
     else:
         raise ValueError(f"{path}: give a .csv or a .json (Stan JSON) file")
+    controls = _nuts_controls(args)
     out = Path(args.out) if args.out else path.with_name(path.stem + "_fit")
     with staged_output(out, force=args.force) as folder:
         idata = fit(dataset, args.parameterization, engine=args.engine, chains=args.chains, draws=args.draws,
-                    warmup=args.warmup, seed=args.seed, priors=_priors(args), show_progress=not args.quiet)
+                    warmup=args.warmup, seed=args.seed, priors=_priors(args), show_progress=not args.quiet,
+                    **controls)
         result = write_fit_report(idata, folder, args.parameterization)
     print(result["verdict"])
     print(f"\nwrote {out}/")
@@ -246,16 +268,25 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     """Run the chosen samplers on one dataset, write the report folder, print the table."""
-    from .workflows.compare import compare
+    from .workflows.compare import PRESETS, compare
     from .reports.compare_report import display_table, headline, write_comparison
-    from .samplers.registry import parse_samplers
+    from .samplers.registry import SAMPLERS, available_samplers, parse_samplers
     from .utils.output import check_output
 
     start = time.perf_counter()
     names = parse_samplers(args.samplers)
+    settings = None
+    controls = _nuts_controls(args)
+    if controls:
+        run = names or (PRESETS[args.preset]["samplers"] if args.preset in PRESETS else available_samplers())
+        stan = [n for n in run if SAMPLERS[n].family == "stan"]
+        if not stan:
+            raise ValueError(f"{', '.join(_nuts_flags(args))} set(s) Stan's NUTS, but no stan-* sampler is in this "
+                             f"run ({', '.join(run)}); add one to --samplers, e.g. stan-marginal")
+        settings = {n: dict(controls) for n in stan}
     check_output(args.out, args.force)  # fail now, not after minutes of sampling
     result = compare(samplers=names, seed=args.seed, engine=args.engine, preset=args.preset,
-                     show_progress=not args.quiet)
+                     settings=settings, show_progress=not args.quiet)
     out = write_comparison(result, args.out, force=args.force)
     print(display_table(result).to_string())
     print()
@@ -277,6 +308,7 @@ def cmd_sbc(args: argparse.Namespace) -> int:
     if args.groups is not None:
         design["groups"] = _parse_groups(args.groups)
     settings = {k: getattr(args, k) for k in ("chains", "draws", "warmup", "thin") if getattr(args, k) is not None}
+    settings.update(_nuts_controls(args))
     priors = _priors(args)
     problems = diffuse_prior_problems(priors)
     if problems:  # always shown, as one readable line
@@ -484,6 +516,61 @@ def _priors(args: argparse.Namespace) -> Any:
     if unknown:
         raise ValueError(f"--prior: unknown field(s) {unknown}; valid fields are {sorted(known)}")
     return dataclasses.replace(base, **changes)
+
+
+_NUTS_FLAGS = {"adapt_delta": "--adapt-delta", "max_treedepth": "--max-treedepth", "metric": "--metric",
+               "step_size": "--step-size", "inits": "--inits"}
+
+
+def _nuts_flags(args: argparse.Namespace) -> list[str]:
+    return [flag for name, flag in _NUTS_FLAGS.items() if getattr(args, name, None) is not None]
+
+
+def _nuts_controls(args: argparse.Namespace) -> dict[str, Any]:
+    """The NUTS controls given on the command line, converted (fit() checks their values).
+
+    Raises
+    ------
+    ValueError
+        For text that is not a number where one is needed, or an --inits that is
+        neither a number nor JSON (a file or the text itself).
+    """
+    import json
+
+    from .engines.controls import NutsControls
+
+    out: dict[str, Any] = {}
+    for name, kind, example in (("adapt_delta", float, "0.95"), ("max_treedepth", int, "12"),
+                                ("step_size", float, "0.1")):
+        text = getattr(args, name, None)
+        if text is None:
+            continue
+        try:
+            out[name] = kind(text)
+        except ValueError:
+            what = "an integer" if kind is int else "a number"
+            raise ValueError(f"{_NUTS_FLAGS[name]} {text!r} is not {what}; e.g. {_NUTS_FLAGS[name]} {example}") from None
+    if getattr(args, "metric", None) is not None:
+        out["metric"] = args.metric
+    text = getattr(args, "inits", None)
+    if text is not None:
+        try:
+            out["inits"] = float(text)
+        except ValueError:
+            source = text
+            if not text.lstrip().startswith(("{", "[")):
+                path = Path(text)
+                if not path.is_file():
+                    raise ValueError(f"--inits {text!r} is neither a number (a radius, e.g. 0.5) nor a JSON file; "
+                                     "give e.g. --inits 0.5, --inits inits.json or --inits '{\"a\": 2, \"eps\": 1}'") from None
+                source = path.read_text(encoding="utf-8")
+            try:
+                out["inits"] = json.loads(source)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"--inits {text!r}: not valid JSON ({err.msg} at line {err.lineno}, column {err.colno}); "
+                                 "give a dict of starting values or a list of dicts, one per chain") from None
+    NutsControls.make(**out, chains=getattr(args, "chains", None))  # fail now, before any output or sampling
+    return out
 
 
 def _parse_groups(text: str | None) -> int | list[int] | None:

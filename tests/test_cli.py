@@ -125,18 +125,18 @@ def test_debug_flag_shows_the_traceback(tmp_path):
 
 
 def test_install_cmdstan_failure_says_why_and_what_works(tmp_path):
-    from tests.conftest import CMDSTAN_OK
+    """Offline (every proxy a closed port), with an empty $CMDSTAN and $HOME: the real
+    cmdstanpy installer fails at once, downloads nothing and touches no real installation."""
+    from tests.conftest import no_cmdstan_env
 
-    if CMDSTAN_OK:
-        pytest.skip("CmdStan is installed here: not running an installer against the real installation")
-    env_home = tmp_path / "home"
-    env_home.mkdir()
-    env = dict(os.environ, HOME=str(env_home), PYTHONPATH=str(ROOT))
-    env.pop("CMDSTAN", None)
+    env = no_cmdstan_env(tmp_path)
     run = subprocess.run([sys.executable, "-m", "hierlin_stan", "install-cmdstan"], capture_output=True,
-                         text=True, env=env, timeout=600)
-    if run.returncode == 0:
-        pytest.skip("this host can reach GitHub: CmdStan was installed, so the failure path cannot be shown")
-    assert run.returncode == 2
+                         text=True, env=env, timeout=300, cwd=tmp_path)
+    assert run.returncode == 2, run.stdout + run.stderr
     assert "installing CmdStan 2.35.0 failed" in run.stderr
-    assert "engine='pystan'" in run.stderr
+    assert "downloads it from GitHub" in run.stderr and "engine='pystan'" in run.stderr
+    assert "Traceback" not in run.stderr
+    assert "Connection refused" in run.stdout + run.stderr  # it did try, through the closed proxy
+    # nothing was downloaded or unpacked: the install folder cmdstanpy made in the fresh HOME is empty
+    assert list((tmp_path / "home" / ".cmdstan").iterdir()) == []
+    assert list((tmp_path / "no_cmdstan").iterdir()) == []

@@ -123,8 +123,14 @@ def test_bad_arguments_are_named():
         sbc(5, design={"J": 3})
     with pytest.raises(ValueError, match="group sizes add up to 10 but n=12"):
         sbc(5, design={"n": 12, "groups": [5, 5]})
-    with pytest.raises(ValueError, match=r"unknown key\(s\) \['step_size'\]"):
-        sbc(5, sampler_settings={"step_size": 0.1})
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['stepsize'\]"):
+        sbc(5, sampler_settings={"stepsize": 0.1})
+    with pytest.raises(ValueError, match=r"adapt_delta=1.5 must lie in \(0, 1\), e.g. 0.95"):
+        sbc(5, sampler_settings={"adapt_delta": 1.5})
+    with pytest.raises(ValueError, match=r"inits has 2 dicts for chains=4"):
+        sbc(5, sampler_settings={"inits": [{"a": 1.0}, {"a": 2.0}]})
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['metric'\] for metropolis-marginal.*Stan's NUTS"):
+        sbc(5, sampler="metropolis-marginal", sampler_settings={"metric": "dense"})
     with pytest.raises(ValueError, match=r"keeps 4 chains x ceil\(50 draws / thin 5\) = 40 draws.*n_ranks=49"):
         sbc(5, sampler="metropolis-marginal", sampler_settings={"draws": 50}, n_ranks=49)
     with pytest.raises(ValueError, match="n_jobs=0"):

@@ -11,6 +11,7 @@ E-BFMI for Metropolis) are reported as ``None``, never invented.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from collections.abc import Mapping, Sequence
@@ -39,6 +40,8 @@ __all__ = [
     "sampler_stats",
     "recovery",
     "verdict",
+    "advice",
+    "Advice",
     "ess_per_second",
     "general_truth",
 ]
@@ -298,7 +301,8 @@ def sampler_stats(idata: az.InferenceData, var_names: Sequence[str] | None = Non
         ``divergences`` (int; None when the sampler records no ``diverging``),
         ``divergence_rate`` (fraction of draws; None likewise), ``ebfmi`` (list, one
         float per chain; None without ``energy``), ``min_ebfmi``,
-        ``tree_depth_max_hits`` (draws with ``tree_depth >= 10``; None when absent),
+        ``tree_depth_max_hits`` (draws that reached ``max_treedepth``, the fit's
+        ``attrs["max_treedepth"]`` or Stan's default 10; None when absent),
         ``max_rhat`` and ``max_rhat_var``, ``min_ess_bulk`` and ``min_ess_bulk_var``,
         ``min_ess_tail``, ``sampling_seconds`` (slowest chain) / ``sampling_chain_seconds``
         (summed over chains, see :func:`sampling_work_seconds`) / ``compile_seconds`` /
@@ -327,7 +331,9 @@ def sampler_stats(idata: az.InferenceData, var_names: Sequence[str] | None = Non
         min_ebfmi = float(np.nanmin(ebfmi)) if ebfmi else None
 
     depth = _sample_stat(idata, "tree_depth")
-    depth_hits = None if depth is None else int(np.count_nonzero(depth >= MAX_TREE_DEPTH))
+    max_depth = _float_attr(attrs, "max_treedepth")
+    max_depth = int(max_depth) if max_depth is not None else MAX_TREE_DEPTH
+    depth_hits = None if depth is None else int(np.count_nonzero(depth >= max_depth))
 
     conv = _ess_rhat(idata, names)
     seconds = sampling_work_seconds(attrs)
@@ -344,6 +350,7 @@ def sampler_stats(idata: az.InferenceData, var_names: Sequence[str] | None = Non
         "ebfmi": ebfmi,
         "min_ebfmi": min_ebfmi,
         "tree_depth_max_hits": depth_hits,
+        "max_treedepth": max_depth,
         "max_rhat": float(conv["r_hat"].max()),
         "max_rhat_var": str(conv["r_hat"].idxmax()) if conv["r_hat"].notna().any() else None,
         "min_ess_bulk": min_bulk,
@@ -511,6 +518,138 @@ def _fmt(value: float) -> str:
     return f"{value:.4g}"
 
 
+# ------------------------------------------------------------------------------ advice
+
+#: Command-line flag of each fit option the advice may name.
+CLI_FLAGS = {"adapt_delta": "--adapt-delta", "max_treedepth": "--max-treedepth", "metric": "--metric",
+             "draws": "--draws", "warmup": "--warmup"}
+#: Stan's defaults, for fits whose attrs do not record the controls.
+_STAN_DEFAULTS = {"adapt_delta": 0.8, "max_treedepth": MAX_TREE_DEPTH, "draws": 1000, "warmup": 1000}
+_STAN_PARAMETERIZATIONS = ("marginal", "collapsed", "centered", "noncentered")
+
+
+@dataclasses.dataclass(frozen=True)
+class Advice:
+    """One remedy the verdict proposes, as a call that exists.
+
+    Attributes
+    ----------
+    problem : str
+        What it addresses: ``divergences``, ``rhat``, ``ess``, ``ebfmi``, ``tree_depth``.
+    function : {"fit", "metropolis"}
+        ``hs.fit`` (Stan NUTS) or ``hs.metropolis`` (the numpy Metropolis).
+    parameterization : str
+        ``hs.fit``'s parameterization, or ``hs.metropolis``'s target.
+    options : dict
+        Keyword arguments of that function, e.g. ``{"adapt_delta": 0.95}``.
+    """
+
+    problem: str
+    function: str
+    parameterization: str
+    options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    formula: str | None = None
+
+    def python(self) -> str:
+        """The Python call, e.g. ``hs.fit(data, "marginal", adapt_delta=0.95)``."""
+        head = (f'hs.fit(data, "{self.parameterization}"' if self.function == "fit"
+                else f'hs.metropolis(data, target="{self.parameterization}"')
+        if self.formula is not None:
+            head += f", formula={self.formula!r}"
+        return head + "".join(f", {k}={v!r}" for k, v in self.options.items()) + ")"
+
+    def cli(self) -> str | None:
+        """The command line, e.g. ``hierlin fit DATA --adapt-delta 0.95`` (None for hs.metropolis)."""
+        if self.function != "fit":
+            return None
+        parts = ["hierlin fit DATA"] + ([f"--formula '{self.formula}'"] if self.formula is not None else [])
+        parts.append(f"--parameterization {self.parameterization}")
+        parts += [f"{CLI_FLAGS[k]} {v}" for k, v in self.options.items()]
+        return " ".join(parts)
+
+    def text(self) -> str:
+        """Both calls, for a verdict line."""
+        cli = self.cli()
+        return self.python() + (f" / {cli}" if cli else "")
+
+
+def _next_adapt_delta(current: float) -> float:
+    for step in (0.95, 0.99, 0.999):
+        if step > current + 1e-12:
+            return step
+    return round(1 - (1 - current) / 2, 6)
+
+
+def _round_up(value: float, to: int = 100) -> int:
+    return int(math.ceil(value / to) * to)
+
+
+def advice(idata: az.InferenceData, stats: Mapping[str, Any] | None = None) -> list[Advice]:
+    """Remedies for the problems of a fit, each a call that exists (see :class:`Advice`).
+
+    Stan fits get ``hs.fit`` calls with the same parameterization and a stronger
+    setting (adapt_delta one step higher, max_treedepth + 2, more draws, or the
+    marginal parameterization when the centered or non-centered one is in use); numpy
+    Metropolis fits get ``hs.metropolis`` with more draws; other samplers (PyMC,
+    nutpie) get Stan's marginal NUTS.
+
+    Parameters
+    ----------
+    idata : arviz.InferenceData
+        A fit produced by one of the package's samplers.
+    stats : mapping, optional
+        :func:`sampler_stats` of ``idata`` when already computed.
+    """
+    st = dict(stats) if stats is not None else sampler_stats(idata)
+    attrs = fit_attrs(idata)
+    sampler = st.get("sampler") or ""
+    param = st.get("parameterization") or "marginal"
+    current = {k: _float_attr(attrs, k) or v for k, v in _STAN_DEFAULTS.items()}
+    if sampler == "metropolis":
+        function, where = "metropolis", param if param in ("full", "marginal") else "full"
+    elif sampler == "nuts" and param in _STAN_PARAMETERIZATIONS:
+        function, where = "fit", param
+    else:
+        function, where = "fit", "marginal"  # PyMC, nutpie: the package's Stan fit
+    # centered / non-centered (Stan or PyMC): the remedy is the marginal parameterization
+    reparameterize = function == "fit" and param not in ("marginal", "collapsed")
+    formula = _str_attr(attrs, "formula")
+    out: list[Advice] = []
+
+    def add(problem: str, **options: Any) -> None:
+        if reparameterize:
+            out.append(Advice(problem, "fit", "marginal", {}, formula))
+        else:
+            out.append(Advice(problem, function, where, options, formula))
+
+    if st.get("divergences"):
+        if function == "fit":
+            add("divergences", adapt_delta=_next_adapt_delta(current["adapt_delta"]))
+    rhat, bulk, tail = st.get("max_rhat"), st.get("min_ess_bulk"), st.get("min_ess_tail")
+    draws, warmup = int(current["draws"]), int(current["warmup"])
+    if rhat is not None and math.isfinite(rhat) and rhat > RHAT_MAX:
+        add("rhat", warmup=max(2 * warmup, 1000), draws=max(2 * draws, 1000))
+    if bulk is not None and tail is not None and math.isfinite(bulk) and math.isfinite(tail) \
+            and min(bulk, tail) < ESS_MIN:
+        factor = 1.2 * ESS_MIN / max(min(bulk, tail), 1.0)
+        add("ess", draws=_round_up(max(2 * draws, draws * factor)))
+    if st.get("min_ebfmi") is not None and st["min_ebfmi"] < EBFMI_MIN and function == "fit":
+        add("ebfmi", warmup=max(2 * warmup, 2000))
+    if st.get("tree_depth_max_hits") and function == "fit":
+        add("tree_depth", max_treedepth=min(int(current["max_treedepth"]) + 2, 30))
+        if not reparameterize and st.get("engine") == "cmdstan":  # httpstan has no dense metric
+            out.append(Advice("tree_depth", "fit", where, {"metric": "dense"}, formula))
+    return out
+
+
+def _remedy(items: list[Advice], problem: str) -> str:
+    """The advice of ``problem`` as a sentence ending a verdict line ('' when none)."""
+    found = [a for a in items if a.problem == problem]
+    if not found:
+        return ""
+    return " Try " + "; or ".join(a.text() for a in found) + "."
+
+
 def verdict(idata: az.InferenceData, truth: Any = None) -> str:
     """A short plain-English verdict on a fit: can its estimates be trusted?
 
@@ -536,6 +675,7 @@ def verdict(idata: az.InferenceData, truth: Any = None) -> str:
     """
     stats = sampler_stats(idata)
     general = is_general(idata.posterior.data_vars)
+    remedies = advice(idata, stats)
     lines: list[str] = []
     problems = 0
     warns = 0
@@ -550,7 +690,7 @@ def verdict(idata: az.InferenceData, truth: Any = None) -> str:
         if stats["parameterization"] in ("marginal", "collapsed"):
             fix = (
                 f"The {stats['parameterization']} parameterization is already in use: raise adapt_delta "
-                "(e.g. 0.99) and check the data and priors."
+                "(smaller steps) and check the data and priors."
             )
         elif general:
             fix = (
@@ -563,6 +703,7 @@ def verdict(idata: az.InferenceData, truth: Any = None) -> str:
                 "In this model that is the funnel between the slopes b and eps as eps -> 0; "
                 "use parameterization='marginal', which integrates b out and removes it."
             )
+        fix += _remedy(remedies, "divergences")
         lines.append(
             f"[PROBLEM] {stats['divergences']} divergent transitions "
             f"({100 * stats['divergence_rate']:.2g}% of draws): the posterior geometry is too "
@@ -581,6 +722,7 @@ def verdict(idata: az.InferenceData, truth: Any = None) -> str:
         lines.append(
             f"[PROBLEM] max R-hat {rhat:.3f} ({stats['max_rhat_var']}) > {RHAT_MAX}: the chains "
             "disagree, they have not converged to the same distribution."
+            + _remedy(remedies, "rhat")
         )
     else:
         lines.append(f"[OK] max R-hat {rhat:.3f} <= {RHAT_MAX}.")
@@ -594,8 +736,8 @@ def verdict(idata: az.InferenceData, truth: Any = None) -> str:
         problems += 1
         lines.append(
             f"[PROBLEM] min bulk-ESS {bulk:.0f} ({stats['min_ess_bulk_var']}), min tail-ESS "
-            f"{tail_ess:.0f}; at least {ESS_MIN} are needed for reliable means and intervals. "
-            "Draw more or reparameterize."
+            f"{tail_ess:.0f}; at least {ESS_MIN} are needed for reliable means and intervals."
+            + (_remedy(remedies, "ess") or " Draw more.")
         )
     else:
         lines.append(f"[OK] min bulk-ESS {bulk:.0f}, min tail-ESS {tail_ess:.0f} (>= {ESS_MIN}).")
@@ -610,7 +752,8 @@ def verdict(idata: az.InferenceData, truth: Any = None) -> str:
             lines.append(
                 f"[WARNING] E-BFMI < {EBFMI_MIN} in chain(s) {', '.join(map(str, low))} "
                 f"(min {stats['min_ebfmi']:.2f}): momentum resampling explores the energy "
-                "distribution poorly, a sign of heavy tails or a funnel; reparameterize."
+                "distribution poorly, a sign of heavy tails or a funnel."
+                + _remedy(remedies, "ebfmi")
             )
         else:
             lines.append(f"[OK] E-BFMI >= {EBFMI_MIN} in every chain (min {stats['min_ebfmi']:.2f}).")
@@ -619,8 +762,9 @@ def verdict(idata: az.InferenceData, truth: Any = None) -> str:
     if stats["tree_depth_max_hits"]:
         warns += 1
         lines.append(
-            f"[WARNING] {stats['tree_depth_max_hits']} draws reached tree depth "
-            f">= {MAX_TREE_DEPTH}: trajectories were cut short (an efficiency problem)."
+            f"[WARNING] {stats['tree_depth_max_hits']} draws reached the maximum tree depth "
+            f"{stats['max_treedepth']}: trajectories were cut short (an efficiency problem)."
+            + _remedy(remedies, "tree_depth")
         )
 
     # Recovery.

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Any, Mapping, Protocol
 
 import numpy as np
+
+from .controls import NutsControls
 
 
 class EngineError(RuntimeError):
@@ -34,11 +37,16 @@ class RawDraws:
         engine, versions, timings: ``compile_seconds``, ``warmup_seconds`` and
         ``sampling_seconds`` (slowest chain), ``sampling_chain_seconds`` (summed
         over chains: the sampling work, what ESS per second divides by), ``wall_seconds``.
+    adaptation : dict
+        What NUTS warm-up adapted, when the engine reports it: ``step_size``
+        (chain,) and ``inv_metric`` (chain, dim) for the diagonal metric or
+        (chain, dim, dim) for the dense one, on the unconstrained scale.
     """
 
     variables: dict[str, np.ndarray]
     sample_stats: dict[str, np.ndarray]
     info: dict[str, Any]
+    adaptation: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
 
 class Engine(Protocol):
@@ -61,8 +69,17 @@ class Engine(Protocol):
         seed: int,
         thin: int = 1,
         show_progress: bool = True,
+        controls: NutsControls | None = None,
     ) -> RawDraws:
-        """Run NUTS (diagonal metric, adapted) and return the kept draws."""
+        """Run adaptive NUTS with ``controls`` (default: Stan's) and return the kept draws.
+
+        Raises
+        ------
+        ChainError
+            When a chain fails, naming it and Stan's reason.
+        EngineError
+            When the engine cannot run a control (PyStan: ``metric="dense"``).
+        """
         ...
 
     def fixed_param(
@@ -120,3 +137,51 @@ def split_columns(
             variables[name] = block[:, :, 0]
         col += size
     return variables, stats
+
+
+INIT_ADVICE = (
+    "Stan found no starting point with a finite log density. Check the data for extreme values "
+    "(rescale x and y) and that the priors allow them, or give starting values: "
+    "hs.fit(..., inits={'a': ..., 'mu_b': ..., 'sigma_b': ..., 'eps': ...}) / hierlin fit ... --inits FILE.json"
+)
+_BLOCK_HEADS = ("Rejecting initial value", "Informational Message", "Exception")
+_FINAL = re.compile(r"^\s*(Initialization (between|failed|partially)|Unrecoverable error|Error|"
+                    r"Exception|Stan can't|Try specifying|.*(must be|is not|is nan|is inf))", re.I)
+
+
+def stan_failure_reason(console: str) -> str:
+    """Stan's reason for a failed chain, from its console output, in one line.
+
+    Keeps what explains the failure and drops the rest (the configuration echo,
+    progress lines, the same rejection repeated 100 times): each distinct reason
+    once, in order, then the closing lines (e.g. "Initialization failed."). For an
+    initialisation failure, adds :data:`INIT_ADVICE`.
+
+    Parameters
+    ----------
+    console : str
+        What the chain printed (CmdStan's stdout, httpstan's error and logger messages).
+    """
+    lines = [line.rstrip() for line in console.splitlines()]
+    kept: list[str] = []
+    i = 0
+    while i < len(lines):
+        line = lines[i].strip()
+        if line.startswith(_BLOCK_HEADS):
+            block = [line]
+            i += 1
+            while i < len(lines) and lines[i][:1] in (" ", "\t") and lines[i].strip():
+                block.append(lines[i].strip())
+                i += 1
+            text = " ".join(block)
+            if text.rstrip(":") != line.rstrip(":") or line.startswith("Exception"):
+                kept.append(text)
+            continue
+        if line and _FINAL.match(line):
+            kept.append(line)
+        i += 1
+    unique = list(dict.fromkeys(kept))
+    reason = " ".join(unique) if unique else " ".join(" ".join(lines[-8:]).split())
+    if "initializ" in reason.lower() or "initial value" in reason.lower():
+        reason += " -- " + INIT_ADVICE
+    return reason[:3000]

@@ -23,7 +23,8 @@ import numpy as np
 
 from .programs import program_hash, program_source
 from ..utils.cache import cache_root, file_lock
-from .base import ChainError, EngineError, RawDraws, split_columns
+from .base import ChainError, EngineError, RawDraws, split_columns, stan_failure_reason
+from .controls import NutsControls
 
 NAME = "cmdstan"
 CMDSTAN_VERSION = "2.35.0"  # pinned for `hierlin install-cmdstan`: the Stan of PyStan 3.10
@@ -56,7 +57,11 @@ class CmdStanEngine:
             )
         import cmdstanpy
 
-        logging.getLogger("cmdstanpy").setLevel(logging.WARNING)
+        # get_logger() sets the level to DEBUG the first time it runs: call it, then quieten.
+        logger = cmdstanpy.utils.get_logger()
+        logger.setLevel(logging.WARNING)
+        if not any(isinstance(f, _QuietChainErrors) for f in logger.filters):
+            logger.addFilter(_QuietChainErrors())
         self._cmdstanpy = cmdstanpy
         self._path = cmdstanpy.cmdstan_path()
         self._models: dict[str, Any] = {}
@@ -125,10 +130,22 @@ class CmdStanEngine:
         seed: int,
         thin: int = 1,
         show_progress: bool = True,
+        controls: NutsControls | None = None,
     ) -> RawDraws:
-        """Run adaptive diagonal-metric NUTS; see :class:`~hierlin_stan.engines.base.Engine`."""
+        """Run adaptive NUTS with ``controls``; see :class:`~hierlin_stan.engines.base.Engine`."""
+        controls = controls or NutsControls()
+        if isinstance(controls.inits, tuple):
+            inits: Any = [_jsonable(d) for d in controls.inits]
+            if len(inits) != chains:
+                raise ValueError(f"inits has {len(inits)} dicts for chains={chains}; give one dict per chain")
+        elif isinstance(controls.inits, dict):
+            inits = _jsonable(controls.inits)
+        else:
+            inits = float(controls.inits)
         return self._run(program, data, show_progress, chains=chains, iter_sampling=draws,
-                         iter_warmup=warmup, thin=thin, seed=seed)
+                         iter_warmup=warmup, thin=thin, seed=seed, adapt_delta=controls.adapt_delta,
+                         max_treedepth=controls.max_treedepth, metric=f"{controls.metric}_e",
+                         step_size=controls.step_size, inits=inits)
 
     def fixed_param(
         self,
@@ -156,10 +173,15 @@ class CmdStanEngine:
                 fit = model.sample(data=_jsonable(data), output_dir=str(out), show_progress=show_progress,
                                    parallel_chains=min(kwargs["chains"], os.cpu_count() or 1), **kwargs)
             except RuntimeError as err:
+                failed = _failed_chains(str(err), out, kwargs["chains"])
+                if failed:
+                    chain, reason = failed[0]
+                    others = [c for c, _ in failed[1:]]
+                    if others:
+                        head, sep, advice = reason.partition(" -- ")
+                        reason = f"{head} (chain(s) {', '.join(map(str, others))} failed too){sep}{advice}"
+                    raise ChainError(NAME, chain, reason) from err
                 text = " ".join(str(err).split())
-                match = re.search(r"chain[ _]?(\d+)", text, re.I)
-                if match:
-                    raise ChainError(NAME, int(match.group(1)), text[:3000]) from err
                 raise EngineError(f"{NAME}: sampling the {program} program failed: {text[:3000]}") from err
             except ValueError as err:
                 raise EngineError(f"{NAME}: the {program} program rejected its data or arguments: {err}") from err
@@ -169,6 +191,12 @@ class CmdStanEngine:
             dims = {v.name: tuple(v.dimensions) for v in variables_meta}
             variables, stats = split_columns(list(fit.column_names), values, dims)
             times = fit.time if not kwargs.get("fixed_param") else []
+            adaptation = {}
+            if not kwargs.get("fixed_param"):
+                adaptation = {"step_size": np.asarray(fit.step_size, dtype=float),
+                              # cmdstanpy >= 1.3 names it inv_metric (metric is deprecated)
+                              "inv_metric": np.asarray(fit.inv_metric if hasattr(type(fit), "inv_metric")
+                                                       else fit.metric, dtype=float)}
         finally:
             shutil.rmtree(out, ignore_errors=True)
         info = {
@@ -180,7 +208,7 @@ class CmdStanEngine:
             "chain_seconds_total": float(sum(t.get("total", 0.0) for t in times)),
             "wall_seconds": wall,
         }
-        return RawDraws(variables, stats, info)
+        return RawDraws(variables, stats, info, adaptation)
 
     # ----------------------------------------------------------- log density
     def log_density(
@@ -223,6 +251,52 @@ def install(version: str = CMDSTAN_VERSION, progress: bool = True) -> str:
         )
     ok, where = available()
     return where
+
+
+class _QuietChainErrors(logging.Filter):
+    """Drop cmdstanpy's log lines that point users to objects they never see.
+
+    * "Chain [1] error: code '1' Operation not permitted": ``os.strerror`` of CmdStan's
+      exit code, which misleads; the engine raises a :class:`ChainError` with Stan's
+      own reason instead.
+    * "Non-fatal error during sampling ... re-running with show_console=True" and
+      "Some chains may have failed to converge ... Use the diagnose() method": the
+      rejections Stan recovers from, and divergences and tree-depth hits, which the
+      package's verdict reports (with calls that exist) for both engines alike; the
+      PyStan engine prints neither.
+    """
+
+    _DROP = re.compile(r"Chain \[\d+\] error: code|Non-fatal error during sampling|"
+                       r"Some chains may have failed to converge")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not self._DROP.match(str(record.getMessage()))
+
+
+def _failed_chains(message: str, out: Path, chains: int) -> list[tuple[int, str]]:
+    """(chain, Stan's reason) of every chain that failed, from the console files in ``out``.
+
+    cmdstanpy's error gives the exit codes (``retcodes=[1, 0, ...]``, one per process)
+    but only the path of chain 1's console file; each process writes its console to
+    ``<out>/<model>-<time>_<index>-stdout.txt`` (index from 0), which we read.
+    """
+    match = re.search(r"retcodes=\[([^\]]*)\]", message)
+    codes = [int(c) for c in re.findall(r"-?\d+", match.group(1))] if match else []
+    consoles = {}
+    for path in out.glob("*-stdout.txt"):
+        index = re.search(r"_(\d+)-stdout\.txt$", path.name)
+        consoles[int(index.group(1)) if index else 0] = path  # no index: one process for every chain
+    if len(codes) == 1 and chains > 1:  # one process ran every chain
+        failed_indices = [0] if codes[0] != 0 else []
+    else:
+        failed_indices = [i for i, code in enumerate(codes) if code != 0]
+    result = []
+    for i in failed_indices:
+        path = consoles.get(i)
+        console = path.read_text(encoding="utf-8", errors="replace") if path is not None else ""
+        reason = stan_failure_reason(console) if console.strip() else f"CmdStan exited with code {codes[i]} and printed nothing"
+        result.append((i + 1, reason))
+    return result
 
 
 def _jsonable(data: Mapping[str, Any]) -> dict[str, Any]:

@@ -22,7 +22,8 @@ from .programs import program_hash, program_source
 from ..utils.cache import cache_root, file_lock, working_directory
 from ..utils.progress import progress_bar
 from ..utils.signals import stop_on_interrupt
-from .base import ChainError, EngineError, RawDraws, split_columns
+from .base import INIT_ADVICE, ChainError, EngineError, RawDraws, split_columns
+from .controls import NutsControls
 
 NAME = "pystan"
 _ELAPSED = re.compile(r"([0-9.eE+-]+) seconds \((Warm-up|Sampling)\)")
@@ -113,15 +114,39 @@ class PyStanEngine:
         seed: int,
         thin: int = 1,
         show_progress: bool = True,
+        controls: NutsControls | None = None,
     ) -> RawDraws:
-        """Run adaptive diagonal-metric NUTS; see :class:`~hierlin_stan.engines.base.Engine`."""
+        """Run adaptive NUTS with ``controls``; see :class:`~hierlin_stan.engines.base.Engine`.
+
+        httpstan runs Stan's ``hmc_nuts_diag_e_adapt`` service (its only NUTS): the
+        controls map to its arguments ``delta``, ``max_depth``, ``stepsize``,
+        ``init_radius`` and ``init`` (per chain). It has no dense-metric service, so
+        ``metric="dense"`` raises an :class:`EngineError` pointing to CmdStan.
+        """
+        controls = controls or NutsControls()
+        if controls.metric != "diag":
+            raise EngineError(
+                f"{NAME}: metric={controls.metric!r} is not available: httpstan runs only Stan's diagonal-metric "
+                "NUTS (hmc_nuts_diag_e_adapt). Use engine='cmdstan' (CmdStan: `hierlin install-cmdstan`) for "
+                "a dense metric, or metric='diag'."
+            )
+        if isinstance(controls.inits, tuple) and len(controls.inits) != chains:
+            raise ValueError(f"inits has {len(controls.inits)} dicts for chains={chains}; give one dict per chain")
         args = {
             "function": "stan::services::sample::hmc_nuts_diag_e_adapt",
             "num_samples": draws,
             "num_warmup": warmup,
             "num_thin": thin,
+            "delta": controls.adapt_delta,
+            "max_depth": controls.max_treedepth,
+            "stepsize": controls.step_size,
         }
-        return _run(self._run_async(program, data, chains, seed, args, show_progress, draws // thin + (draws % thin > 0)))
+        per_chain = {}
+        for chain in range(1, chains + 1):
+            radius, values = controls.chain_inits(chain)
+            per_chain[chain] = {"init_radius": radius, "init": _jsonable(values)}
+        return _run(self._run_async(program, data, chains, seed, args, show_progress,
+                                    draws // thin + (draws % thin > 0), per_chain))
 
     def fixed_param(
         self,
@@ -146,6 +171,7 @@ class PyStanEngine:
         args: dict[str, Any],
         show_progress: bool,
         kept: int,
+        per_chain: Mapping[int, Mapping[str, Any]] | None = None,
     ) -> RawDraws:
         from stan.common import HttpstanClient
         from stan.fit import Fit
@@ -158,7 +184,7 @@ class PyStanEngine:
             wall = time.perf_counter()
             operations = []
             for chain in range(1, chains + 1):
-                payload = dict(args, chain=chain, data=data, random_seed=seed)
+                payload = dict(args, chain=chain, data=data, random_seed=seed, **(per_chain or {}).get(chain, {}))
                 resp = await client.post(f"/{model}/fits", json=payload)
                 if resp.status != 201:
                     raise ChainError(NAME, chain, _clean(resp.json().get("message", str(resp.status))))
@@ -186,7 +212,8 @@ class PyStanEngine:
             "chain_seconds_total": float(sum(warm) + sum(samp)),
             "wall_seconds": wall,
         }
-        return RawDraws(variables, stats, info)
+        adaptation = _adaptation(outputs) if args["function"].endswith("_adapt") else {}
+        return RawDraws(variables, stats, info, adaptation)
 
     async def _params(self, client: Any, model: str, program: str, data: Mapping[str, Any]) -> dict[str, list[int]]:
         resp = await client.post(f"/{model}/params", json={"data": data})
@@ -225,8 +252,9 @@ class PyStanEngine:
             if "name" not in result:
                 message = _clean(result.get("message", "unknown error"))
                 if "Initialization failed" in message or "initializ" in message.lower():
-                    message += (" -- Stan found no starting point with a finite log density. Check the data "
-                                "for extreme values (rescale x and y) and that the priors allow them.")
+                    # httpstan's message ends with the start of a rejection it did not finish
+                    message = re.sub(r"(\s*Rejecting initial value:)+\s*$", "", message)
+                    message += " -- " + INIT_ADVICE
                 raise ChainError(NAME, chain, message)
             resp = await client.get(f"/{result['name']}")
             if resp.status != 200:
@@ -366,6 +394,42 @@ def _elapsed(outputs: list[bytes]) -> tuple[list[float], list[float]]:
         if "Sampling" in found:
             samp.append(found["Sampling"])
     return warm, samp
+
+
+def _adaptation(outputs: list[bytes]) -> dict[str, np.ndarray]:
+    """Adapted step size and diagonal inverse metric per chain, from Stan's sample-writer messages.
+
+    Stan writes "Adaptation terminated", "Step size = 0.07", "Diagonal elements of
+    inverse mass matrix:", "0.12, 3.4" as messages of topic ``sample``.
+    """
+    import json
+
+    steps, metrics = [], []
+    for out in outputs:
+        step, metric, expect_metric = None, None, False
+        for line in out.decode("utf-8", "replace").splitlines():
+            if '"topic":"sample"' not in line.replace(" ", "") or '"values":["' not in line.replace(" ", ""):
+                continue
+            try:
+                values = json.loads(line)["values"]
+            except (ValueError, KeyError):
+                continue
+            text = values[0] if values and isinstance(values[0], str) else ""
+            if expect_metric:
+                try:
+                    metric = [float(v) for v in text.split(",")]
+                except ValueError:
+                    metric = None
+                expect_metric = False
+            elif text.startswith("Step size ="):
+                step = float(text.split("=", 1)[1])
+            elif text.startswith("Diagonal elements of inverse mass matrix"):
+                expect_metric = True
+        steps.append(step)
+        metrics.append(metric)
+    if any(s is None for s in steps) or any(m is None for m in metrics):
+        return {}
+    return {"step_size": np.asarray(steps, dtype=float), "inv_metric": np.asarray(metrics, dtype=float)}
 
 
 def _jsonable(data: Mapping[str, Any]) -> dict[str, Any]:

@@ -15,16 +15,19 @@ Every workflow (compare, SBC, bench) looks samplers up here.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import warnings
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
+from ..engines.controls import CONTROL_NAMES, NutsControls
 from ..model.dataset import Dataset
 from ..model.priors import PriorsLike
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..utils.az import az
 
-__all__ = ["SamplerSpec", "SAMPLERS", "REFERENCE", "available_samplers", "check_samplers", "parse_samplers", "run_sampler"]
+__all__ = ["SamplerSpec", "SAMPLERS", "REFERENCE", "available_samplers", "check_samplers", "check_settings",
+           "parse_samplers", "run_sampler"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,6 +96,46 @@ def check_samplers(names: Sequence[str]) -> list[str]:
     if len(set(names)) != len(names):
         raise ValueError(f"sampler list {names} repeats a name")
     return names
+
+
+# Arguments that run_sampler sets itself: not settings.
+_SET_BY_RUN = {"dataset", "parameterization", "target", "sampler", "engine", "seed", "priors", "show_progress"}
+
+
+def settings_accepted(spec: SamplerSpec) -> list[str]:
+    """The setting names sampler ``spec`` takes (its function's keyword arguments)."""
+    if spec.family == "stan":
+        from .stan import fit as function
+    elif spec.family == "metropolis":
+        from .metropolis import metropolis as function
+    else:
+        from .pymc_backend import fit_pymc as function
+    names = [n for n in inspect.signature(function).parameters if n not in _SET_BY_RUN]
+    if spec.family == "pymc":
+        names.append("thin")  # thinned after sampling by run_sampler
+    return sorted(names)
+
+
+def check_settings(spec: SamplerSpec, settings: Mapping[str, Any]) -> dict[str, Any]:
+    """Check settings of sampler ``spec`` before anything runs; return them as a dict.
+
+    Raises
+    ------
+    ValueError
+        For a setting the sampler does not take (naming those it does), a NUTS
+        control given to a sampler that is not Stan's NUTS, or a bad NUTS control.
+    """
+    if not isinstance(settings, Mapping):
+        raise ValueError(f"settings for {spec.name} must be a mapping such as {{'draws': 2000}}; got {settings!r}")
+    accepted = settings_accepted(spec)
+    unknown = sorted(set(settings) - set(accepted))
+    if unknown:
+        controls = [k for k in unknown if k in CONTROL_NAMES]
+        hint = (f"; {', '.join(controls)} set(s) Stan's NUTS: give it to a stan-* sampler" if controls else "")
+        raise ValueError(f"settings for {spec.name}: unknown key(s) {unknown}; it takes {accepted}{hint}")
+    if spec.family == "stan":
+        NutsControls.from_settings(settings, chains=settings.get("chains", spec.chains))
+    return dict(settings)
 
 
 def run_sampler(

@@ -11,8 +11,9 @@ import numpy as np
 from ..utils.az import az
 from ..model.dataset import Dataset, _group_sizes
 from ..engines import get_engine
+from ..engines.controls import InitsLike, NutsControls
 from .inference_data import to_inference_data
-from ..model.priors import PriorsLike, resolve_priors
+from ..model.priors import Priors, PriorsLike, resolve_priors
 from ..engines.programs import check_parameterization
 from ..utils.checks import positive_int as _positive_int
 from ..utils.seeds import resolve_seed
@@ -36,6 +37,11 @@ def fit(
     keep_b: bool | None = None,
     y_rep: bool = False,
     show_progress: bool = True,
+    adapt_delta: float | None = None,
+    max_treedepth: int | None = None,
+    metric: str | None = None,
+    step_size: float | None = None,
+    inits: InitsLike = None,
     formula: str | None = None,
     dropna: bool = False,
 ) -> "az.InferenceData":
@@ -75,12 +81,34 @@ def fit(
         Draw replicated data (posterior predictive).
     show_progress : bool
         Progress bar while sampling.
+    adapt_delta : float, optional
+        Target acceptance of step-size adaptation, in (0, 1); default 0.8 (Stan's).
+        Raise it (0.95, 0.99) when a fit has divergent transitions.
+    max_treedepth : int, optional
+        Largest NUTS tree depth, 1..30; default 10. Raise it when draws hit it.
+    metric : {"diag", "dense"}, optional
+        Adapted inverse metric; default ``"diag"``. ``"dense"`` needs the CmdStan engine.
+    step_size : float, optional
+        Initial step size (warm-up adapts it); default 1.
+    inits : float, dict or list of dicts, optional
+        Starting values: a radius r >= 0 (unconstrained values uniform on (-r, r),
+        Stan's ``init=r``; default 2), a dict of constrained values such as
+        ``{"a": 2.0, "sigma_b": 1.0, "eps": 0.5}`` (others drawn with radius 2), or
+        a list of such dicts, one per chain.
 
     Returns
     -------
     arviz.InferenceData
         posterior, sample_stats, observed/constant data; attrs with engine,
-        versions, settings, seed, compile/warmup/sampling seconds, true values.
+        versions, settings (the NUTS controls used, defaults included), seed,
+        compile/warmup/sampling seconds, true values.
+
+    Raises
+    ------
+    ValueError
+        For a bad argument, naming the value and the fix.
+    ChainError
+        When a chain fails (e.g. cannot initialise), naming it and Stan's reason.
     """
     if formula is not None:
         from .stan_glm import fit_formula
@@ -90,7 +118,8 @@ def fit(
                              "with hs.simulate(...) instead")
         return fit_formula(dataset, formula, parameterization, engine=engine, chains=chains, draws=draws,
                            warmup=warmup, seed=seed, priors=priors, thin=thin, keep_u=keep_b, dropna=dropna,
-                           show_progress=show_progress)
+                           show_progress=show_progress, adapt_delta=adapt_delta, max_treedepth=max_treedepth,
+                           metric=metric, step_size=step_size, inits=inits)
     if not isinstance(dataset, Dataset):
         raise ValueError(
             f"dataset must be a hierlin_stan.Dataset (from simulate() or Dataset.from_csv()) for the notebook's "
@@ -100,6 +129,8 @@ def fit(
     chains, draws, warmup, thin = (_positive_int(v, n) for v, n in ((chains, "chains"), (draws, "draws"), (warmup, "warmup"), (thin, "thin")))
     seed = resolve_seed(seed)
     prior = resolve_priors(priors)
+    controls = NutsControls.make(adapt_delta, max_treedepth, metric, step_size, inits, chains=chains)
+    check_inits_for_program(controls, parameterization, dataset.n_groups, prior)
     kept = chains * ((draws + thin - 1) // thin) * dataset.n_groups
     if keep_b is None:
         keep_b = parameterization != "marginal" or kept <= MAX_KEPT_VALUES
@@ -112,7 +143,7 @@ def fit(
     compile_seconds = eng.compile(parameterization)
     data = dataset.to_stan_data(parameterization, prior.to_stan_data(), write_y_rep=y_rep, write_b=keep_b)
     raw = eng.sample(parameterization, data, chains=chains, draws=draws, warmup=warmup, seed=seed, thin=thin,
-                     show_progress=show_progress)
+                     show_progress=show_progress, controls=controls)
     raw.info["compile_seconds"] = compile_seconds
     attrs = {
         "sampler": "nuts",
@@ -122,12 +153,48 @@ def fit(
         "draws": draws,
         "warmup": warmup,
         "thin": thin,
+        **controls.describe(),
         "priors": prior.describe(),
         **{f"prior_{k}": v for k, v in prior.to_stan_data().items()},
         "keep_b": int(keep_b),
         **environment_versions(),
     }
     return to_inference_data(raw, dataset, attrs)
+
+
+def check_inits_for_program(controls: NutsControls, parameterization: str, n_groups: int, prior: Priors) -> None:
+    """Check dict inits against the program's parameters, their shapes and supports.
+
+    Raises
+    ------
+    ValueError
+        For a name that is not a parameter of the program, a vector of the wrong
+        length, or a value outside the parameter's support under ``prior``.
+    """
+    if not isinstance(controls.inits, (dict, tuple)):
+        return
+    vectors = {"centered": "b", "noncentered": "z"}
+    names = ["a", "mu_b", "sigma_b", "eps"] + ([vectors[parameterization]] if parameterization in vectors else [])
+    dicts = controls.inits if isinstance(controls.inits, tuple) else (controls.inits,)
+    for k, values in enumerate(dicts):
+        where = f"inits[{k}]" if isinstance(controls.inits, tuple) else "inits"
+        for name, value in values.items():
+            if name not in names:
+                drawn = " (it is drawn after sampling, not sampled)" if name in ("b", "z", "y_rep") else ""
+                raise ValueError(f"{where}[{name!r}]: {name!r} is not a parameter of the {parameterization} "
+                                 f"program{drawn}; give some of {names}")
+            if name in ("b", "z"):
+                if np.ndim(value) != 1 or len(value) != n_groups:
+                    raise ValueError(f"{where}[{name!r}] must be a list of J = {n_groups} numbers, one per group")
+                continue
+            if np.ndim(value) != 0:
+                raise ValueError(f"{where}[{name!r}]={value!r} must be one number")
+            if name in ("sigma_b", "eps"):
+                family, scale = getattr(prior, f"{name}_family"), getattr(prior, f"{name}_scale")
+                upper = scale if family == "uniform" else float("inf")
+                if not 0 < value < upper:
+                    raise ValueError(f"{where}[{name!r}]={value!r} must lie in (0, {upper:g}), the support of "
+                                     f"{name} under these priors, e.g. {min(1.0, upper / 2):g}")
 
 
 def simulate_stan(

@@ -25,6 +25,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from ..engines import get_engine
+from ..engines.controls import NutsControls
 from ..model.glm import Design, design
 from ..model.glm_priors import GLMPriors, resolve_glm_priors
 from ..utils.az import az
@@ -79,7 +80,11 @@ def fit_formula(
     keep_u: bool | None = None,
     dropna: bool = False,
     show_progress: bool = True,
-    sampler_args: Mapping[str, Any] | None = None,
+    adapt_delta: float | None = None,
+    max_treedepth: int | None = None,
+    metric: str | None = None,
+    step_size: float | None = None,
+    inits: Any = None,
 ) -> "az.InferenceData":
     """Fit ``formula`` to ``data`` with Stan's NUTS; see :func:`hierlin_stan.fit`."""
     if parameterization not in GLM_PARAMETERIZATIONS:
@@ -88,8 +93,10 @@ def fit_formula(
     chains, draws, warmup, thin = (positive_int(v, n) for v, n in
                                    ((chains, "chains"), (draws, "draws"), (warmup, "warmup"), (thin, "thin")))
     seed = resolve_seed(seed)
+    controls = NutsControls.make(adapt_delta, max_treedepth, metric, step_size, inits, chains=chains)
     d = design(data, formula, dropna=dropna)
     prior = glm_priors(d, priors)
+    check_glm_inits(controls, parameterization, d)
     kept = chains * ((draws + thin - 1) // thin) * d.J * d.q
     if keep_u is None:
         keep_u = kept <= MAX_KEPT_VALUES
@@ -104,7 +111,7 @@ def fit_formula(
     compile_seconds = eng.compile(program)
     sdata = stan_data(d, prior, parameterization, write_u=keep_u)
     raw = eng.sample(program, sdata, chains=chains, draws=draws, warmup=warmup, seed=seed, thin=thin,
-                     show_progress=show_progress, **dict(sampler_args or {}))
+                     show_progress=show_progress, controls=controls)
     raw.info["compile_seconds"] = compile_seconds
     attrs = {
         "sampler": "nuts",
@@ -116,9 +123,52 @@ def fit_formula(
         "warmup": warmup,
         "thin": thin,
         "keep_u": int(keep_u),
+        **controls.describe(),
         **environment_versions(),
     }
     return glm_inference_data(raw.variables, raw.sample_stats, d, prior, {**raw.info, **attrs})
+
+
+def glm_parameters(parameterization: str, d: Design) -> dict[str, tuple[int, ...]]:
+    """The sampled parameters of program ``glm_<parameterization>`` and their shapes."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    if parameterization != "collapsed":
+        shapes["beta"] = (d.p,)
+    if d.q:
+        shapes["tau"] = (d.q,)
+    shapes["sigma"] = ()
+    if d.correlated and d.q > 1:
+        shapes["L_Omega"] = (d.q, d.q)
+    if parameterization == "centered":
+        shapes["u"] = (d.J, d.q)
+    elif parameterization == "noncentered":
+        shapes["z"] = (d.J, d.q)
+    return shapes
+
+
+def check_glm_inits(controls: NutsControls, parameterization: str, d: Design) -> None:
+    """Dict inits name parameters of the program, with the right shapes and positive scales.
+
+    Raises
+    ------
+    ValueError
+        Naming the bad entry and the parameters the program has.
+    """
+    if not isinstance(controls.inits, (dict, tuple)):
+        return
+    shapes = glm_parameters(parameterization, d)
+    dicts = controls.inits if isinstance(controls.inits, tuple) else (controls.inits,)
+    for k, values in enumerate(dicts):
+        where = f"inits[{k}]" if isinstance(controls.inits, tuple) else "inits"
+        for name, value in values.items():
+            if name not in shapes:
+                drawn = " (it is drawn exactly after sampling)" if name in ("beta", "u", "coef", "Omega") else ""
+                raise ValueError(f"{where}[{name!r}]: {name!r} is not a parameter of the glm_{parameterization} "
+                                 f"program{drawn}; give some of {list(shapes)}")
+            if np.shape(value) != shapes[name]:
+                raise ValueError(f"{where}[{name!r}] has shape {np.shape(value)}; {name} has shape {shapes[name]}")
+            if name in ("tau", "sigma") and not np.all(np.asarray(value, float) > 0):
+                raise ValueError(f"{where}[{name!r}]={value!r} must be positive (a standard deviation)")
 
 
 def glm_inference_data(variables: Mapping[str, np.ndarray], sample_stats: Mapping[str, np.ndarray], d: Design,

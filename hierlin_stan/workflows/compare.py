@@ -29,6 +29,7 @@ from ..samplers.registry import (
     SamplerSpec,
     available_samplers,
     check_samplers,
+    check_settings,
     run_sampler,
 )
 from ..utils.seeds import resolve_seed
@@ -145,7 +146,10 @@ def compare(
         ``"notebook"``: the notebook's Metropolis run (full posterior, 200,000
         iterations, first half discarded) next to Stan NUTS.
     settings : mapping, optional
-        Per-sampler overrides, e.g. ``{"metropolis-full": {"draws": 50_000}}``.
+        Per-sampler overrides, e.g. ``{"metropolis-full": {"draws": 50_000}}`` or the
+        NUTS controls of a Stan sampler, ``{"stan-marginal": {"adapt_delta": 0.95,
+        "metric": "dense"}}`` (see :func:`hierlin_stan.fit`). Checked before anything
+        runs: an unknown key or a bad value raises a ValueError.
     show_progress : bool
         Progress bars.
     log : callable, optional
@@ -168,7 +172,7 @@ def compare(
         if name not in names:
             raise ValueError(f"settings given for {name!r}, which is not among the samplers run {names}; "
                              "add it to samplers or drop its settings")
-        overrides.setdefault(name, {}).update(extra)
+        overrides.setdefault(name, {}).update(check_settings(SAMPLERS[name], extra))
     seed = resolve_seed(seed)
     prior = resolve_priors(priors)
     if dataset is None:

@@ -301,8 +301,10 @@ def sbc(
     n_ranks : int
         L, the number of thinned posterior draws each truth is ranked among.
     sampler_settings : mapping, optional
-        Sampler settings (``chains``, ``draws``, ``warmup``, ``thin``, ...), over the
-        SBC defaults (Stan: 4 chains x 500 draws, 500 warm-up).
+        Sampler settings (``chains``, ``draws``, ``warmup``, ``thin``; for Stan also the
+        NUTS controls ``adapt_delta``, ``max_treedepth``, ``metric``, ``step_size``,
+        ``inits`` as for :func:`hierlin_stan.fit`), over the SBC defaults (Stan: 4
+        chains x 500 draws, 500 warm-up). Checked before any simulation runs.
     fit_priors : optional
         Priors of the inference when they should differ from the simulating ones
         (to see miscalibration). Default: ``priors``.
@@ -438,15 +440,24 @@ def _make_backend(sampler: Any, prior: Priors, settings: Mapping[str, Any] | Non
                          "or pass a function f(dataset, seed) -> InferenceData")
     from ..samplers.registry import SAMPLERS
 
-    family = SAMPLERS[sampler].family
+    from ..engines.controls import CONTROL_NAMES, NutsControls
+
+    spec = SAMPLERS[sampler]
+    family = spec.family
     merged = {**SBC_SETTINGS.get(family, {}), **dict(settings or {})}
-    allowed = {"chains", "draws", "warmup", "thin", "adapt"} if family == "metropolis" else {"chains", "draws", "warmup", "thin"}
+    allowed = {"chains", "draws", "warmup", "thin"} | ({"adapt"} if family == "metropolis" else set(CONTROL_NAMES))
     unknown = sorted(set(merged) - allowed)
     if unknown:
-        raise ValueError(f"sampler_settings has unknown key(s) {unknown} for {sampler}; use {sorted(allowed)}")
+        controls = [k for k in unknown if k in CONTROL_NAMES]
+        hint = f"; {', '.join(controls)} set(s) Stan's NUTS (stan-* samplers)" if controls else ""
+        raise ValueError(f"sampler_settings has unknown key(s) {unknown} for {sampler}; use {sorted(allowed)}{hint}")
     for key in ("chains", "draws", "warmup", "thin"):
         if key in merged:
             _positive_int(merged[key], f"sampler_settings[{key!r}]")
+    if family == "stan":
+        controls = NutsControls.from_settings(merged, chains=merged.get("chains", spec.chains))
+        # as checked (e.g. metric 'dense_e' -> 'dense'), so that a resumed run compares equal
+        merged.update({k: v for k, v in controls.describe().items() if k in merged and k != "inits"})
     return SBCBackend(sampler, prior, tuple(sorted(merged.items())), engine)
 
 
