@@ -84,3 +84,15 @@ def test_nested_blocks_put_back_what_each_replaced():
         assert signal.getsignal(signal.SIGTERM) is outer
     assert signal.getsignal(signal.SIGTERM) is original
     assert not signals._INSTALLED.get(signal.SIGTERM)
+
+
+def test_pystan_stop_leaves_a_pool_it_does_not_own_alone(monkeypatch):
+    """httpstan's forked workers hold a copy of their parent's pool: stopping it there hung forever."""
+    import httpstan.services_stub as stub
+
+    from hierlin_stan.engines import pystan_engine
+
+    pool = stub.executor
+    monkeypatch.setattr(pystan_engine, "_POOL_OWNER", os.getpid() + 1)  # as seen in a forked child
+    pystan_engine._stop_workers()
+    assert stub.executor is pool

@@ -50,7 +50,6 @@ class PyStanEngine:
             raise EngineError(why)
         self._built: set[str] = set()
         self._lock = threading.Lock()
-        _exit_cleanly_in_child_process()
 
     # ------------------------------------------------------------------ info
     def versions(self) -> dict[str, str]:
@@ -293,21 +292,55 @@ def log_compile_event(engine: str, program: str, key: str, seconds: float) -> No
         handle.write(f"{engine} {program} {key} pid={os.getpid()} seconds={seconds:.1f}\n")
 
 
-def _stop_workers() -> None:
-    """Terminate httpstan's sampling processes (they ignore SIGINT) and renew its pool."""
+# The process whose httpstan chain pool this is (None: no engine call yet). A child
+# made by fork holds a copy of its parent's pool: processes that are not its own,
+# no manager thread, locks perhaps held at the fork. It must neither stop that copy
+# (it would hang on the lock) nor sample with it (it would wait forever).
+_POOL_OWNER: int | None = None
+
+
+def _own_pool() -> None:
+    """Make httpstan's chain pool this process's own; a copy inherited by fork is replaced."""
+    import os
+
+    global _POOL_OWNER
+    if _POOL_OWNER == os.getpid():
+        return
+    if _POOL_OWNER is not None:
+        import httpstan.services_stub as stub
+
+        stub.executor = _new_pool(stub)
+    _POOL_OWNER = os.getpid()
+    _exit_cleanly_in_child_process()
+
+
+def _new_pool(stub: Any) -> Any:
     import concurrent.futures
     import multiprocessing as mp
 
+    return concurrent.futures.ProcessPoolExecutor(mp_context=mp.get_context("fork"), initializer=stub.init_worker)
+
+
+def _stop_workers() -> None:
+    """Terminate httpstan's sampling processes (they ignore SIGINT) and renew its pool.
+
+    Does nothing in a process whose pool is not its own (e.g. httpstan's own forked
+    chain workers, should a signal handler ever run there).
+    """
+    import os
+
+    if _POOL_OWNER != os.getpid():
+        return
     import httpstan.services_stub as stub
 
     executor = stub.executor
     for process in list(getattr(executor, "_processes", {}).values()):
         if process.is_alive():
-            process.kill()  # SIGKILL: the workers run C++ and may inherit Python handlers
+            process.kill()  # SIGKILL: the workers run C++ code
     for process in list(getattr(executor, "_processes", {}).values()):
         process.join(timeout=5)
     executor.shutdown(wait=False, cancel_futures=True)
-    stub.executor = concurrent.futures.ProcessPoolExecutor(mp_context=mp.get_context("fork"), initializer=stub.init_worker)
+    stub.executor = _new_pool(stub)
 
 
 def _exit_cleanly_in_child_process() -> None:
@@ -315,7 +348,9 @@ def _exit_cleanly_in_child_process() -> None:
 
     Such a child joins its own children when it exits, *before* the interpreter's
     atexit hooks would shut httpstan's chain pool down, so it would wait forever.
-    A finalizer with a priority runs first and shuts that pool down.
+    A finalizer with a priority runs first and shuts that pool down. Registered
+    when the process first uses its pool: a forked child may hold an engine made
+    by its parent, so engine construction is not the moment.
     """
     import multiprocessing
     from multiprocessing.util import Finalize
@@ -324,10 +359,11 @@ def _exit_cleanly_in_child_process() -> None:
         return
 
     def shutdown_httpstan() -> None:
+        import os
         import sys
 
         stub = sys.modules.get("httpstan.services_stub")
-        if stub is not None:
+        if stub is not None and _POOL_OWNER == os.getpid():  # never a pool copied from a parent
             stub.executor.shutdown(wait=True, cancel_futures=True)
 
     Finalize(None, shutdown_httpstan, exitpriority=100)
@@ -419,6 +455,7 @@ def _run(coro: Any) -> Any:
     (see :func:`~hierlin_stan.utils.signals.stop_on_interrupt`).
     """
     _INTERRUPTED.clear()
+    _own_pool()
     with stop_on_interrupt(_interrupt):
         try:
             asyncio.get_running_loop()
