@@ -145,3 +145,45 @@ def test_api_sigterm_during_fit_stops_child_processes(tmp_path):
     assert "Terminated" in err or "KeyboardInterrupt" in err
     time.sleep(1)
     assert _descendants_alive(marker) == []
+
+
+@pytest.mark.slow
+def test_forked_child_fits_with_pystan_after_its_parent_did_and_exits(tmp_path):
+    """A fork-started child used to inherit the parent's httpstan pool (no manager thread): it waited forever."""
+    from tests.process_helpers import describe, in_group, kill_all, survivors
+
+    code = (
+        "import multiprocessing as mp\n"
+        "import hierlin_stan as hs\n"
+        "def job(seed, queue=None):\n"
+        "    idata = hs.fit(hs.simulate(seed=1), 'marginal', engine='pystan', chains=2, draws=100, warmup=100,\n"
+        "                   seed=seed, show_progress=False)\n"
+        "    if queue is not None:\n"
+        "        queue.put(float(idata.posterior['a'].mean()))\n"
+        "if __name__ == '__main__':\n"
+        "    job(1)\n"
+        "    ctx = mp.get_context('fork')\n"
+        "    queue = ctx.Queue()\n"
+        "    child = ctx.Process(target=job, args=(2, queue))\n"
+        "    child.start()\n"
+        "    child.join(120)\n"
+        "    if child.is_alive():\n"
+        "        child.kill()\n"
+        "    print('child exit code', child.exitcode, 'a', queue.get(timeout=1) if child.exitcode == 0 else None)\n"
+    )
+    script = tmp_path / "fork_after_fit.py"
+    script.write_text(code)
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=_env(), start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err[-2000:]
+        assert out.startswith("child exit code 0 a "), out + err[-2000:]
+        assert 0 < float(out.split()[-1]) < 10
+        alive = survivors(in_group(proc.pid), timeout=10)
+        assert not alive, "left running:\n" + "\n".join(describe(alive))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        kill_all(in_group(proc.pid))
