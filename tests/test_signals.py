@@ -1,15 +1,18 @@
-"""The package's signal handlers act only in the process that installed them."""
+"""The package's signal handlers act only in the process that installed them; stopped work leaves no process."""
 
 from __future__ import annotations
 
 import multiprocessing as mp
 import os
 import signal
+import subprocess
+import sys
+import threading
 import time
 
 import pytest
 
-from hierlin_stan.utils import signals
+from hierlin_stan.utils import processes, signals
 from tests.process_helpers import report_handlers_then_wait
 
 START_METHODS = [m for m in ("fork", "forkserver", "spawn") if m in mp.get_all_start_methods()]
@@ -96,3 +99,65 @@ def test_pystan_stop_leaves_a_pool_it_does_not_own_alone(monkeypatch):
     monkeypatch.setattr(pystan_engine, "_POOL_OWNER", os.getpid() + 1)  # as seen in a forked child
     pystan_engine._stop_workers()
     assert stub.executor is pool
+
+
+def _sleeper() -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+
+
+def test_interrupt_kills_the_children_the_block_started_and_those_its_threads_start_after():
+    """As cmdstanpy does: chains beyond parallel_chains wait in worker threads and start later."""
+    older = _sleeper()
+    started: list[subprocess.Popen] = []
+
+    def queued_work() -> None:
+        time.sleep(0.5)  # after the signal
+        started.append(_sleeper())
+        started[-1].wait()
+
+    try:
+        with pytest.raises(signals.Terminated):
+            with processes.stop_children_on_interrupt(poll=0.02):
+                started.append(_sleeper())
+                worker = threading.Thread(target=queued_work)
+                worker.start()
+                time.sleep(0.2)
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(5)
+        worker.join(timeout=10)
+        assert not worker.is_alive()
+        for thread in threading.enumerate():
+            if thread.name == "hierlin-stop-children":
+                thread.join(timeout=10)  # it stops once the worker has ended
+                assert not thread.is_alive()
+        assert [p.wait(timeout=10) for p in started] == [-signal.SIGKILL, -signal.SIGKILL]
+        assert older.poll() is None  # a child from before the block is not touched
+    finally:
+        for p in [older] + started:
+            p.kill()
+            p.wait()
+
+
+def test_descendants_are_read_from_this_process_tree():
+    before = set(processes.descendants())  # e.g. a forkserver left by another test
+    child = subprocess.Popen([sys.executable, "-c", "import subprocess, sys, time; "
+                              "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); time.sleep(60)"])
+    try:
+        found = []
+        for _ in range(100):
+            found = [pid for pid in processes.descendants() if pid not in before]
+            if len(found) >= 2:
+                break
+            time.sleep(0.1)
+        assert found[0] == child.pid and len(found) == 2  # children first
+        grandchild = found[1]
+        processes.kill_trees([child.pid])
+        assert child.wait(timeout=10) == -signal.SIGKILL
+        for _ in range(100):
+            if grandchild not in processes._parents():  # gone, or a zombie waiting for its new parent
+                break
+            time.sleep(0.1)
+        assert grandchild not in processes._parents()
+    finally:
+        child.kill()
+        child.wait()
