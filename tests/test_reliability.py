@@ -114,22 +114,37 @@ def _sampling(pid: int, engine: str, program: str) -> list:
         return []
 
 
-def _interrupt_during_sampling(cmd: list[str], engine: str, sig: signal.Signals, **popen):
-    """Start ``cmd`` in its own process group, send ``sig`` once its chains run, and return
-    (process, stderr, survivors): every process it or its descendants left alive."""
+def _compiling(pid: int) -> list:
+    """The compiler processes (make, gcc, cc1plus) under ``pid``."""
+    import psutil
+
+    from tests.process_helpers import descendants
+
+    try:
+        return [p for p in descendants(pid) if p.name() in ("make", "gcc", "g++", "cc1plus")]
+    except psutil.Error:
+        return []
+
+
+def _interrupt_when(cmd: list[str], running, what: str, sig: signal.Signals, env: dict | None = None, **popen):
+    """Start ``cmd`` in its own process group, send ``sig`` once ``running(pid)`` finds processes, and
+    return (process, stderr, survivors): every process it or its descendants left alive. The process
+    must exit within 20 s of the signal."""
     from tests.process_helpers import descendants, in_group, kill_all, survivors, wait_for
 
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(),
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env or _env(),
                             start_new_session=True, **popen)
     watched: dict = {}
     try:
-        wait_for(lambda: _sampling(proc.pid, engine, "centered") or proc.poll() is not None, 300, "sampling to start")
+        wait_for(lambda: running(proc.pid) or proc.poll() is not None, 300, what)
         assert proc.poll() is None, proc.communicate()[1][-2000:]
-        time.sleep(2)  # well into sampling
+        time.sleep(2)  # well into it
         watched.update((p.pid, p) for p in descendants(proc.pid))
-        assert _sampling(proc.pid, engine, "centered"), "no chain is running"
+        assert running(proc.pid), f"no longer {what}"
         proc.send_signal(sig)
+        signalled = time.monotonic()
         _, err = proc.communicate(timeout=60)
+        assert time.monotonic() - signalled < 20, f"exited {time.monotonic() - signalled:.0f} s after the signal"
         watched.update((p.pid, p) for p in in_group(proc.pid))  # orphans keep the group
         return proc, err, survivors(watched.values(), timeout=10)
     finally:
@@ -137,6 +152,10 @@ def _interrupt_during_sampling(cmd: list[str], engine: str, sig: signal.Signals,
             proc.kill()
             proc.communicate()
         kill_all(list(watched.values()) + in_group(proc.pid))
+
+
+def _interrupt_during_sampling(cmd: list[str], engine: str, sig: signal.Signals, **popen):
+    return _interrupt_when(cmd, lambda pid: _sampling(pid, engine, "centered"), "sampling to run", sig, **popen)
 
 
 @pytest.mark.slow
@@ -160,6 +179,23 @@ def test_cli_interrupt_stops_sampling_and_leaves_no_output(tmp_path, sig, code, 
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no staging folder
     assert not alive, "left running:\n" + "\n".join(describe(alive))  # sampling processes were stopped
 
+
+
+@pytest.mark.slow
+def test_cli_sigterm_while_compiling_stops_the_compiler(tmp_path, engine_name):
+    """The compiler runs from a thread (make for CmdStan, gcc for httpstan): it used to finish first."""
+    from tests.process_helpers import describe
+
+    data = tmp_path / "d.json"
+    hs.simulate(seed=1).to_json(data)
+    env = _env(XDG_CACHE_HOME=str(tmp_path / "xdg"), HIERLIN_STAN_CACHE=str(tmp_path / "cache"))  # cold caches
+    proc, err, alive = _interrupt_when(
+        [sys.executable, "-m", "hierlin_stan", "fit", str(data), "--engine", engine_name, "--out", str(tmp_path / "o")],
+        _compiling, "the compiler to run", signal.SIGTERM, env=env, cwd=tmp_path,
+    )
+    assert proc.returncode == 143, err[-2000:]
+    assert not alive, "left running:\n" + "\n".join(describe(alive))
+    assert not (tmp_path / "o").exists()
 
 @pytest.mark.slow
 def test_api_sigterm_during_fit_stops_child_processes(tmp_path, engine_name):

@@ -161,3 +161,23 @@ def test_descendants_are_read_from_this_process_tree():
     finally:
         child.kill()
         child.wait()
+
+
+def test_interrupt_calls_stop_then_kills_the_new_children_once_without_watching():
+    """PyStan's way: its pools outlive the call, so no thread watches them afterwards."""
+    calls = []
+    started = []
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with processes.stop_children_on_interrupt(lambda: calls.append(os.getpid()), watch_threads=False):
+                started.append(_sleeper())
+                time.sleep(0.2)
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(5)
+        assert calls == [os.getpid()]
+        assert started[0].wait(timeout=10) == -signal.SIGKILL
+        assert "hierlin-stop-children" not in [t.name for t in threading.enumerate()]
+    finally:
+        for p in started:
+            p.kill()
+            p.wait()

@@ -78,6 +78,7 @@ class CmdStanEngine:
                  shutil.which("g++") or "", shutil.which("clang++") or ""]
         return hashlib.sha256("|".join(parts).encode()).hexdigest()[:12]
 
+    @stop_children_on_interrupt()  # Ctrl-C/SIGTERM: kill make and the compiler
     def compile(self, program: str) -> float:
         """Compile ``program`` once per source hash and toolchain; return seconds spent."""
         import time

@@ -21,7 +21,7 @@ import numpy as np
 from .programs import program_hash, program_source
 from ..utils.cache import cache_root, file_lock, working_directory
 from ..utils.progress import progress_bar
-from ..utils.signals import stop_on_interrupt
+from ..utils.processes import stop_children_on_interrupt
 from .base import ChainError, EngineError, RawDraws, split_columns
 
 NAME = "pystan"
@@ -451,12 +451,13 @@ async def _quiet_on_interrupt(coro: Any) -> Any:
 def _run(coro: Any) -> Any:
     """Run a coroutine, also from inside Jupyter's running event loop.
 
-    Ctrl-C or SIGTERM terminates the sampling processes and propagates
-    (see :func:`~hierlin_stan.utils.signals.stop_on_interrupt`).
+    Ctrl-C or SIGTERM terminates the sampling processes (and a running compiler)
+    and propagates (see :func:`~hierlin_stan.utils.processes.stop_children_on_interrupt`).
     """
     _INTERRUPTED.clear()
     _own_pool()
-    with stop_on_interrupt(_interrupt):
+    # also the compiler, run by httpstan from a thread; its thread pools live on, so no watching
+    with stop_children_on_interrupt(_interrupt, watch_threads=False):
         try:
             asyncio.get_running_loop()
         except RuntimeError:

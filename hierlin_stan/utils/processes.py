@@ -1,13 +1,14 @@
 """Child processes: list them, and stop the ones a long call started when it is interrupted.
 
 CmdStan runs one executable per chain from cmdstanpy's worker threads, and
-queues the chains beyond ``parallel_chains``. On Ctrl-C or SIGTERM the main
-thread raises, but those threads carry on: they wait for the running chains and
-then start the queued ones, so a stopped fit went on sampling (and the
-command line would not exit) until every chain had finished.
+queues the chains beyond ``parallel_chains``; compilers run from threads too
+(make for CmdStan, gcc for httpstan). On Ctrl-C or SIGTERM the main thread
+raises, but those threads carry on: they wait for the running chains and then
+start the queued ones, so a stopped fit went on sampling (and the command line
+would not exit) until every chain had finished.
 :func:`stop_children_on_interrupt` kills the processes started within the
-block, and keeps killing those its threads start afterwards until the threads
-are done.
+block, and can keep killing those its threads start afterwards until the
+threads are done.
 
 Processes are read from ``/proc`` on Linux, else through psutil when it is
 installed; elsewhere nothing is stopped.
@@ -20,7 +21,7 @@ import os
 import signal
 import threading
 import time
-from typing import Iterator
+from typing import Callable, Iterator
 
 from .signals import stop_on_interrupt
 
@@ -96,13 +97,18 @@ _BLOCKS = [0]  # blocks entered so far in this process
 
 
 @contextlib.contextmanager
-def stop_children_on_interrupt(poll: float = 0.05, watch_seconds: float = 120.0) -> Iterator[None]:
-    """Within the block, SIGINT/SIGTERM kill the child processes started in it, then raise.
+def stop_children_on_interrupt(
+    stop: Callable[[], None] | None = None, *, watch_threads: bool = True, poll: float = 0.05,
+    watch_seconds: float = 120.0,
+) -> Iterator[None]:
+    """Within the block, SIGINT/SIGTERM call ``stop()``, kill the child processes started in it, then raise.
 
-    After the signal a daemon thread goes on killing new children of this process
-    until every (non-daemon) thread started within the block has ended (their
-    queued work would otherwise start new processes), at most ``watch_seconds``,
-    and no longer than until the next block starts.
+    With ``watch_threads``, a daemon thread then goes on killing new children of
+    this process until every (non-daemon) thread started within the block has
+    ended (their queued work would otherwise start new processes), at most
+    ``watch_seconds``, and no longer than until the next block starts: use it
+    only where those threads end with the call (cmdstanpy's), not where they
+    live on (a thread or process pool kept between calls).
     Children that existed before the block are never touched. Outside the main
     thread this does nothing (as :func:`~hierlin_stan.utils.signals.stop_on_interrupt`).
     """
@@ -125,12 +131,16 @@ def stop_children_on_interrupt(poll: float = 0.05, watch_seconds: float = 120.0)
             kill_trees(new_children())
             time.sleep(poll)
 
-    def stop() -> None:
-        kill_trees(new_children())
-        if not started.is_set():
-            started.set()
-            threads = [t for t in threading.enumerate() if t not in threads_before and not t.daemon]
-            threading.Thread(target=watch, args=(threads,), name="hierlin-stop-children", daemon=True).start()
+    def on_interrupt() -> None:
+        try:
+            if stop is not None:
+                stop()
+        finally:
+            kill_trees(new_children())
+            if watch_threads and not started.is_set():
+                started.set()
+                threads = [t for t in threading.enumerate() if t not in threads_before and not t.daemon]
+                threading.Thread(target=watch, args=(threads,), name="hierlin-stop-children", daemon=True).start()
 
-    with stop_on_interrupt(stop):
+    with stop_on_interrupt(on_interrupt):
         yield
