@@ -124,3 +124,22 @@ def test_kernel_shutdown_during_a_fit_leaves_no_process(kernel, engine_name):
     left += alive
     assert not alive, "processes outlived the kernel:\n" + "\n".join(describe(alive))
     assert not km.is_alive()
+
+
+@pytest.mark.slow
+def test_killed_kernel_leaves_no_chain_worker(kernel):
+    """A kernel that dies at once (SIGKILL, the OOM killer) cannot stop httpstan's workers: they leave by themselves."""
+    import signal
+
+    km, kc, left = kernel
+    pid = int(_run_cell(kc, "import os; print(os.getpid())").strip())
+    _run_cell(kc, "import hierlin_stan as hs\n"
+                  "hs.fit(hs.simulate(), 'marginal', seed=1, engine='pystan', show_progress=False)\n")
+    before = descendants(pid)
+    left += before
+    assert before, "expected httpstan's chain workers in the kernel"
+
+    os.kill(pid, signal.SIGKILL)  # only the kernel: nothing signals its process group
+
+    alive = survivors(before, timeout=15)
+    assert not alive, "processes outlived the kernel:\n" + "\n".join(describe(alive))

@@ -300,25 +300,51 @@ _POOL_OWNER: int | None = None
 
 
 def _own_pool() -> None:
-    """Make httpstan's chain pool this process's own; a copy inherited by fork is replaced."""
+    """Make httpstan's chain pool this process's own; a copy inherited by fork is replaced.
+
+    httpstan's own pool, made at its import, is replaced too while it has not
+    started, so that every chain worker is one of :func:`_new_pool`'s.
+    """
     import os
+
+    import httpstan.services_stub as stub
 
     global _POOL_OWNER
     if _POOL_OWNER == os.getpid():
         return
-    if _POOL_OWNER is not None:
-        import httpstan.services_stub as stub
-
+    if _POOL_OWNER is not None or not getattr(stub.executor, "_processes", None):
         stub.executor = _new_pool(stub)
     _POOL_OWNER = os.getpid()
     _exit_cleanly_in_child_process()
 
 
 def _new_pool(stub: Any) -> Any:
+    """httpstan's chain pool (forked workers that ignore SIGINT) whose workers exit with this process."""
     import concurrent.futures
     import multiprocessing as mp
+    import os
 
-    return concurrent.futures.ProcessPoolExecutor(mp_context=mp.get_context("fork"), initializer=stub.init_worker)
+    return concurrent.futures.ProcessPoolExecutor(mp_context=mp.get_context("fork"), initializer=_init_chain_worker,
+                                                  initargs=(stub.init_worker, os.getpid()))
+
+
+def _init_chain_worker(init_worker: Any, parent: int) -> None:
+    """In a chain worker: httpstan's initializer, and exit once ``parent`` is gone.
+
+    A worker waits for work on a pipe that its siblings also hold open, so when the
+    parent dies without shutting the pool down (SIGKILL, the OOM killer, a crashed
+    kernel) nothing would ever end it.
+    """
+    init_worker()
+    threading.Thread(target=_exit_without, args=(parent,), name="hierlin-exit-with-parent", daemon=True).start()
+
+
+def _exit_without(parent: int, poll: float = 1.0) -> None:
+    import os
+
+    while os.getppid() == parent:
+        time.sleep(poll)
+    os._exit(1)
 
 
 def _stop_workers() -> None:
