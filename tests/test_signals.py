@@ -80,13 +80,28 @@ def test_handler_in_its_own_process_stops_then_raises_and_is_removed_after(sig, 
 
 def test_nested_blocks_put_back_what_each_replaced():
     original = signal.getsignal(signal.SIGTERM)
+    installed = len(signals._INSTALLED.get(signal.SIGTERM, []))  # e.g. the CLI's, from an in-process main()
     with signals.stop_on_interrupt(lambda: None):
         outer = signal.getsignal(signal.SIGTERM)
         with signals.stop_on_interrupt(lambda: None):
             assert signal.getsignal(signal.SIGTERM) is not outer
         assert signal.getsignal(signal.SIGTERM) is outer
     assert signal.getsignal(signal.SIGTERM) is original
-    assert not signals._INSTALLED.get(signal.SIGTERM)
+    assert len(signals._INSTALLED.get(signal.SIGTERM, [])) == installed
+
+
+def test_cli_handler_is_installed_once_per_process():
+    before = signal.getsignal(signal.SIGTERM)
+    signals.install_cli_handlers()
+    handler = signal.getsignal(signal.SIGTERM)
+    installed = len(signals._INSTALLED[signal.SIGTERM])
+    try:
+        signals.install_cli_handlers()
+        assert signal.getsignal(signal.SIGTERM) is handler
+        assert len(signals._INSTALLED[signal.SIGTERM]) == installed
+    finally:
+        if handler is not before:  # leave pytest's SIGTERM as it was
+            signals._uninstall(signal.SIGTERM, handler)
 
 
 def test_pystan_stop_leaves_a_pool_it_does_not_own_alone(monkeypatch):

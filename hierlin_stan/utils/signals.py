@@ -147,6 +147,12 @@ def stop_on_interrupt(stop: Callable[[], None]) -> Iterator[None]:
             _uninstall(sig, handler)
 
 
+_CLI_HANDLER: list[_Handler] = [None]
+
+
 def install_cli_handlers() -> None:
-    """For the whole CLI process: SIGTERM behaves like Ctrl-C (cleanup runs)."""
-    _install(signal.SIGTERM, _owned(_raise_terminated))
+    """For the whole CLI process: SIGTERM behaves like Ctrl-C (cleanup runs). Once per process."""
+    if _CLI_HANDLER[0] is not None and signal.getsignal(signal.SIGTERM) is _CLI_HANDLER[0]:
+        return  # main() called again in the same process (tests, scripts)
+    _CLI_HANDLER[0] = _owned(_raise_terminated)
+    _install(signal.SIGTERM, _CLI_HANDLER[0])
