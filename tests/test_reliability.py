@@ -130,53 +130,160 @@ def test_eight_processes_on_a_cold_cache_compile_once(tmp_path):
     assert len((cache / "compile-events.log").read_text().splitlines()) == 1
 
 
-def _descendants_alive(marker: str) -> list[str]:
-    ps = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
-    return [line for line in ps.splitlines() if marker in line and "ps -eo" not in line]
+def _sampling(pid: int, engine: str, program: str) -> list:
+    """The processes running chains under ``pid``: CmdStan executables (named after the program),
+    or httpstan's chain workers (forked, so with their parent's command line)."""
+    import psutil
+
+    from tests.process_helpers import descendants
+
+    try:
+        command = psutil.Process(pid).cmdline()
+        if engine == "cmdstan":
+            return [p for p in descendants(pid) if p.name() == program]
+        return [p for p in descendants(pid) if p.cmdline() == command]
+    except psutil.Error:
+        return []
+
+
+def _compiling(pid: int) -> list:
+    """The compiler processes (make, gcc, cc1plus) under ``pid``."""
+    import psutil
+
+    from tests.process_helpers import descendants
+
+    try:
+        return [p for p in descendants(pid) if p.name() in ("make", "gcc", "g++", "cc1plus")]
+    except psutil.Error:
+        return []
+
+
+def _interrupt_when(cmd: list[str], running, what: str, sig: signal.Signals, env: dict | None = None, **popen):
+    """Start ``cmd`` in its own process group, send ``sig`` once ``running(pid)`` finds processes, and
+    return (process, stderr, survivors): every process it or its descendants left alive. The process
+    must exit within 20 s of the signal."""
+    from tests.process_helpers import descendants, in_group, kill_all, survivors, wait_for
+
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env or _env(),
+                            start_new_session=True, **popen)
+    watched: dict = {}
+    try:
+        wait_for(lambda: running(proc.pid) or proc.poll() is not None, 300, what)
+        assert proc.poll() is None, proc.communicate()[1][-2000:]
+        time.sleep(2)  # well into it
+        watched.update((p.pid, p) for p in descendants(proc.pid))
+        assert running(proc.pid), f"no longer {what}"
+        proc.send_signal(sig)
+        signalled = time.monotonic()
+        _, err = proc.communicate(timeout=60)
+        assert time.monotonic() - signalled < 20, f"exited {time.monotonic() - signalled:.0f} s after the signal"
+        watched.update((p.pid, p) for p in in_group(proc.pid))  # orphans keep the group
+        return proc, err, survivors(watched.values(), timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        kill_all(list(watched.values()) + in_group(proc.pid))
+
+
+def _interrupt_during_sampling(cmd: list[str], engine: str, sig: signal.Signals, **popen):
+    return _interrupt_when(cmd, lambda pid: _sampling(pid, engine, "centered"), "sampling to run", sig, **popen)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_cli_interrupt_stops_sampling_and_leaves_no_output(tmp_path, sig, code):
+@pytest.mark.parametrize("sig, code", [pytest.param(signal.SIGINT, 130, id="SIGINT"),
+                                       pytest.param(signal.SIGTERM, 143, id="SIGTERM")])
+def test_cli_interrupt_stops_sampling_and_leaves_no_output(tmp_path, sig, code, engine_name):
+    from tests.process_helpers import describe
+
+    get_engine(engine_name, verbose=False).compile("centered")  # the CLI shares this session's cache
     data = tmp_path / "d.json"
     hs.simulate(seed=1).to_json(data)
     out = tmp_path / f"out_{sig.name}"
-    proc = subprocess.Popen(
+    proc, err, alive = _interrupt_during_sampling(
         [sys.executable, "-m", "hierlin_stan", "fit", str(data), "--parameterization", "centered", "--engine",
-         "pystan", "--draws", "400000", "--warmup", "1000", "--seed", "1", "--out", str(out)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), cwd=tmp_path,
+         engine_name, "--draws", "400000", "--warmup", "1000", "--seed", "1", "--out", str(out)],
+        engine_name, sig, cwd=tmp_path,
     )
-    time.sleep(12)  # imports, data, cached build, then well into sampling
-    assert proc.poll() is None, proc.communicate()[1][-2000:]
-    proc.send_signal(sig)
-    _, err = proc.communicate(timeout=60)
     assert proc.returncode == code, err[-2000:]
     assert "interrupted" in err and "Traceback" not in err
     assert not out.exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no staging folder
-    time.sleep(1)
-    assert _descendants_alive(str(out)) == []  # sampling processes were stopped
+    assert not alive, "left running:\n" + "\n".join(describe(alive))  # sampling processes were stopped
+
 
 
 @pytest.mark.slow
-def test_api_sigterm_during_fit_stops_child_processes(tmp_path):
-    marker = f"marker{os.getpid()}"
-    code = (
-        f"# {marker}\n"
-        "import hierlin_stan as hs\n"
-        "hs.fit(hs.simulate(seed=1), 'centered', engine='pystan', draws=400000, seed=1, show_progress=False)\n"
+def test_cli_sigterm_while_compiling_stops_the_compiler(tmp_path, engine_name):
+    """The compiler runs from a thread (make for CmdStan, gcc for httpstan): it used to finish first."""
+    from tests.process_helpers import describe
+
+    data = tmp_path / "d.json"
+    hs.simulate(seed=1).to_json(data)
+    env = _env(XDG_CACHE_HOME=str(tmp_path / "xdg"), HIERLIN_STAN_CACHE=str(tmp_path / "cache"))  # cold caches
+    proc, err, alive = _interrupt_when(
+        [sys.executable, "-m", "hierlin_stan", "fit", str(data), "--engine", engine_name, "--out", str(tmp_path / "o")],
+        _compiling, "the compiler to run", signal.SIGTERM, env=env, cwd=tmp_path,
     )
-    script = tmp_path / f"{marker}.py"
-    script.write_text(code)
-    proc = subprocess.Popen([sys.executable, str(script)], stderr=subprocess.PIPE, text=True, env=_env())
-    time.sleep(12)
-    assert proc.poll() is None
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err[-2000:]
+    assert not alive, "left running:\n" + "\n".join(describe(alive))
+    assert not (tmp_path / "o").exists()
+
+@pytest.mark.slow
+def test_api_sigterm_during_fit_stops_child_processes(tmp_path, engine_name):
+    from tests.process_helpers import describe
+
+    get_engine(engine_name, verbose=False).compile("centered")
+    code = (
+        "import hierlin_stan as hs\n"
+        f"hs.fit(hs.simulate(seed=1), 'centered', engine={engine_name!r}, draws=400000, seed=1, show_progress=False)\n"
+    )
+    proc, err, alive = _interrupt_during_sampling([sys.executable, "-c", code], engine_name, signal.SIGTERM)
     assert proc.returncode != 0
     assert "Terminated" in err or "KeyboardInterrupt" in err
-    time.sleep(1)
-    assert _descendants_alive(marker) == []
+    assert not alive, "left running:\n" + "\n".join(describe(alive))
+
+
+@pytest.mark.slow
+def test_forked_child_fits_with_pystan_after_its_parent_did_and_exits(tmp_path):
+    """A fork-started child used to inherit the parent's httpstan pool (no manager thread): it waited forever."""
+    from tests.process_helpers import describe, in_group, kill_all, survivors
+
+    code = (
+        "import multiprocessing as mp\n"
+        "import hierlin_stan as hs\n"
+        "def job(seed, queue=None):\n"
+        "    idata = hs.fit(hs.simulate(seed=1), 'marginal', engine='pystan', chains=2, draws=100, warmup=100,\n"
+        "                   seed=seed, show_progress=False)\n"
+        "    if queue is not None:\n"
+        "        queue.put(float(idata.posterior['a'].mean()))\n"
+        "if __name__ == '__main__':\n"
+        "    job(1)\n"
+        "    ctx = mp.get_context('fork')\n"
+        "    queue = ctx.Queue()\n"
+        "    child = ctx.Process(target=job, args=(2, queue))\n"
+        "    child.start()\n"
+        "    child.join(120)\n"
+        "    if child.is_alive():\n"
+        "        child.kill()\n"
+        "    print('child exit code', child.exitcode, 'a', queue.get(timeout=1) if child.exitcode == 0 else None)\n"
+    )
+    script = tmp_path / "fork_after_fit.py"
+    script.write_text(code)
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=_env(), start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err[-2000:]
+        assert out.startswith("child exit code 0 a "), out + err[-2000:]
+        assert 0 < float(out.split()[-1]) < 10
+        alive = survivors(in_group(proc.pid), timeout=10)
+        assert not alive, "left running:\n" + "\n".join(describe(alive))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        kill_all(in_group(proc.pid))
 
 
 def test_engine_output_points_only_to_what_users_have(default_data, engine_name, caplog, capfd):

@@ -23,6 +23,7 @@ import numpy as np
 
 from .programs import program_hash, program_source
 from ..utils.cache import cache_root, file_lock
+from ..utils.processes import stop_children_on_interrupt
 from .base import ChainError, EngineError, RawDraws, split_columns, stan_failure_reason
 from .controls import NutsControls
 
@@ -82,6 +83,7 @@ class CmdStanEngine:
                  shutil.which("g++") or "", shutil.which("clang++") or ""]
         return hashlib.sha256("|".join(parts).encode()).hexdigest()[:12]
 
+    @stop_children_on_interrupt()  # Ctrl-C/SIGTERM: kill make and the compiler
     def compile(self, program: str) -> float:
         """Compile ``program`` once per source hash and toolchain; return seconds spent."""
         import time
@@ -161,6 +163,7 @@ class CmdStanEngine:
         return self._run(program, data, show_progress, chains=chains, iter_sampling=draws,
                          seed=seed, fixed_param=True)
 
+    @stop_children_on_interrupt()  # Ctrl-C/SIGTERM: kill the CmdStan processes, running and queued
     def _run(self, program: str, data: Mapping[str, Any], show_progress: bool, **kwargs: Any) -> RawDraws:
         import time
 

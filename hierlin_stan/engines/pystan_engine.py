@@ -21,7 +21,7 @@ import numpy as np
 from .programs import program_hash, program_source
 from ..utils.cache import cache_root, file_lock, working_directory
 from ..utils.progress import progress_bar
-from ..utils.signals import stop_on_interrupt
+from ..utils.processes import stop_children_on_interrupt
 from .base import INIT_ADVICE, ChainError, EngineError, RawDraws, split_columns
 from .controls import NutsControls
 
@@ -51,7 +51,6 @@ class PyStanEngine:
             raise EngineError(why)
         self._built: set[str] = set()
         self._lock = threading.Lock()
-        _exit_cleanly_in_child_process()
 
     # ------------------------------------------------------------------ info
     def versions(self) -> dict[str, str]:
@@ -321,21 +320,81 @@ def log_compile_event(engine: str, program: str, key: str, seconds: float) -> No
         handle.write(f"{engine} {program} {key} pid={os.getpid()} seconds={seconds:.1f}\n")
 
 
-def _stop_workers() -> None:
-    """Terminate httpstan's sampling processes (they ignore SIGINT) and renew its pool."""
+# The process whose httpstan chain pool this is (None: no engine call yet). A child
+# made by fork holds a copy of its parent's pool: processes that are not its own,
+# no manager thread, locks perhaps held at the fork. It must neither stop that copy
+# (it would hang on the lock) nor sample with it (it would wait forever).
+_POOL_OWNER: int | None = None
+
+
+def _own_pool() -> None:
+    """Make httpstan's chain pool this process's own; a copy inherited by fork is replaced.
+
+    httpstan's own pool, made at its import, is replaced too while it has not
+    started, so that every chain worker is one of :func:`_new_pool`'s.
+    """
+    import os
+
+    import httpstan.services_stub as stub
+
+    global _POOL_OWNER
+    if _POOL_OWNER == os.getpid():
+        return
+    if _POOL_OWNER is not None or not getattr(stub.executor, "_processes", None):
+        stub.executor = _new_pool(stub)
+    _POOL_OWNER = os.getpid()
+    _exit_cleanly_in_child_process()
+
+
+def _new_pool(stub: Any) -> Any:
+    """httpstan's chain pool (forked workers that ignore SIGINT) whose workers exit with this process."""
     import concurrent.futures
     import multiprocessing as mp
+    import os
 
+    return concurrent.futures.ProcessPoolExecutor(mp_context=mp.get_context("fork"), initializer=_init_chain_worker,
+                                                  initargs=(stub.init_worker, os.getpid()))
+
+
+def _init_chain_worker(init_worker: Any, parent: int) -> None:
+    """In a chain worker: httpstan's initializer, and exit once ``parent`` is gone.
+
+    A worker waits for work on a pipe that its siblings also hold open, so when the
+    parent dies without shutting the pool down (SIGKILL, the OOM killer, a crashed
+    kernel) nothing would ever end it.
+    """
+    init_worker()
+    threading.Thread(target=_exit_without, args=(parent,), name="hierlin-exit-with-parent", daemon=True).start()
+
+
+def _exit_without(parent: int, poll: float = 1.0) -> None:
+    import os
+
+    while os.getppid() == parent:
+        time.sleep(poll)
+    os._exit(1)
+
+
+def _stop_workers() -> None:
+    """Terminate httpstan's sampling processes (they ignore SIGINT) and renew its pool.
+
+    Does nothing in a process whose pool is not its own (e.g. httpstan's own forked
+    chain workers, should a signal handler ever run there).
+    """
+    import os
+
+    if _POOL_OWNER != os.getpid():
+        return
     import httpstan.services_stub as stub
 
     executor = stub.executor
     for process in list(getattr(executor, "_processes", {}).values()):
         if process.is_alive():
-            process.kill()  # SIGKILL: the workers run C++ and may inherit Python handlers
+            process.kill()  # SIGKILL: the workers run C++ code
     for process in list(getattr(executor, "_processes", {}).values()):
         process.join(timeout=5)
     executor.shutdown(wait=False, cancel_futures=True)
-    stub.executor = concurrent.futures.ProcessPoolExecutor(mp_context=mp.get_context("fork"), initializer=stub.init_worker)
+    stub.executor = _new_pool(stub)
 
 
 def _exit_cleanly_in_child_process() -> None:
@@ -343,7 +402,9 @@ def _exit_cleanly_in_child_process() -> None:
 
     Such a child joins its own children when it exits, *before* the interpreter's
     atexit hooks would shut httpstan's chain pool down, so it would wait forever.
-    A finalizer with a priority runs first and shuts that pool down.
+    A finalizer with a priority runs first and shuts that pool down. Registered
+    when the process first uses its pool: a forked child may hold an engine made
+    by its parent, so engine construction is not the moment.
     """
     import multiprocessing
     from multiprocessing.util import Finalize
@@ -352,10 +413,11 @@ def _exit_cleanly_in_child_process() -> None:
         return
 
     def shutdown_httpstan() -> None:
+        import os
         import sys
 
         stub = sys.modules.get("httpstan.services_stub")
-        if stub is not None:
+        if stub is not None and _POOL_OWNER == os.getpid():  # never a pool copied from a parent
             stub.executor.shutdown(wait=True, cancel_futures=True)
 
     Finalize(None, shutdown_httpstan, exitpriority=100)
@@ -479,11 +541,13 @@ async def _quiet_on_interrupt(coro: Any) -> Any:
 def _run(coro: Any) -> Any:
     """Run a coroutine, also from inside Jupyter's running event loop.
 
-    Ctrl-C or SIGTERM terminates the sampling processes and propagates
-    (see :func:`~hierlin_stan.utils.signals.stop_on_interrupt`).
+    Ctrl-C or SIGTERM terminates the sampling processes (and a running compiler)
+    and propagates (see :func:`~hierlin_stan.utils.processes.stop_children_on_interrupt`).
     """
     _INTERRUPTED.clear()
-    with stop_on_interrupt(_interrupt):
+    _own_pool()
+    # also the compiler, run by httpstan from a thread; its thread pools live on, so no watching
+    with stop_children_on_interrupt(_interrupt, watch_threads=False):
         try:
             asyncio.get_running_loop()
         except RuntimeError:
