@@ -139,13 +139,24 @@ class _Scales:
             else:
                 const[c] = math.log(a)
         self.const = float(const.sum())
+        self.any_uniform = bool(self.uniform.any())
+        # vectorised prior terms by family: indices and parameters
+        self._hn = np.flatnonzero(self.family == _HALFNORMAL)
+        self._hn_w = 0.5 / self.a[self._hn] ** 2
+        self._ht = np.flatnonzero(self.family == _HALFT)
+        self._ht_df, self._ht_inv = self.b[self._ht], 1.0 / (self.a[self._ht] ** 2 * self.b[self._ht])
+        self._ex = np.flatnonzero(self.family == _EXPONENTIAL)
+        self._ex_rate = self.a[self._ex]
+        self._un = np.flatnonzero(self.uniform)
 
     def constrain(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(k, m) unconstrained -> (scales, log|J| (k,))."""
-        log_s = np.where(self.uniform, self.log_upper + _log_inv_logit(x), x)
-        s = np.exp(log_s)
-        jac = np.where(self.uniform, self.log_upper + _log_inv_logit(x) + _log_inv_logit(-x), x)
-        return s, jac.sum(axis=1)
+        if not self.any_uniform:  # lb_constrain only: s = exp(x), log|J| = x
+            return np.exp(x), x.sum(axis=1)
+        lil = _log_inv_logit(x)
+        log_s = np.where(self.uniform, self.log_upper + lil, x)
+        jac = np.where(self.uniform, self.log_upper + lil + _log_inv_logit(-x), x)
+        return np.exp(log_s), jac.sum(axis=1)
 
     def free(self, s: np.ndarray) -> np.ndarray:
         """(k, m) scales -> unconstrained."""
@@ -155,17 +166,15 @@ class _Scales:
     def log_prior(self, s: np.ndarray) -> np.ndarray:
         """Sum over the m scales of glm_scale_lpdf (k,), without the constants (:attr:`const`)."""
         out = np.zeros(s.shape[0])
-        for c in range(self.family.size):
-            f, a, b = self.family[c], self.a[c], self.b[c]
-            v = s[:, c]
-            if f == _UNIFORM:
-                out = out + np.where((v >= 0) & (v <= a), 0.0, -np.inf)
-            elif f == _HALFNORMAL:
-                out = out - 0.5 * (v / a) ** 2
-            elif f == _HALFT:
-                out = out - 0.5 * (b + 1.0) * np.log1p((v / a) ** 2 / b)
-            else:
-                out = out - a * v
+        if self._hn.size:
+            out = out - (s[:, self._hn] ** 2) @ self._hn_w
+        if self._ht.size:
+            out = out - (0.5 * (self._ht_df + 1.0) * np.log1p(s[:, self._ht] ** 2 * self._ht_inv)).sum(axis=1)
+        if self._ex.size:
+            out = out - s[:, self._ex] @ self._ex_rate
+        if self._un.size:
+            inside = (s[:, self._un] >= 0) & (s[:, self._un] <= self.a[self._un])
+            out = out + np.where(inside.all(axis=1), 0.0, -np.inf)
         return out
 
 
@@ -261,6 +270,7 @@ class GLMTarget:
             self._c2 = st.residual.c2
             self._bstar = st.residual.beta_star
             self._rss_min = float(st.residual.rss_min)
+            self._setup_vector_data()
             if self.kind == "collapsed":
                 self._prec0 = 1.0 / self._beta_scale**2
                 self._g0 = self._prec0 * (self._beta_loc - self._bstar)
@@ -271,6 +281,63 @@ class GLMTarget:
             self._y, self._x, self._z, self._codes = rows.y, rows.x, rows.z, rows.codes
             const -= 0.5 * (n + self.J * self.q) * _LOG_2PI
         self._const = const
+
+    def _setup_vector_data(self) -> None:
+        """For q = 1, 2: the products glm_vector_data.stan precomputes, so an evaluation is a few matrix products.
+
+        q = 1: m2_j = M_j^2. q = 2: the coefficients of (S11, S12, S22) in the entries of
+        M_j Sigma M_j' (MA11, MA12, MA22, each J x 3) and det(M_j)^2; for the collapsed
+        program the products of F and e* that the entries of A_j^-1 weight (flattened p x p).
+        """
+        q, p, j = self.q, self.p, self.J
+        if q not in (1, 2):
+            return
+        m, f, e = self._m, self._f, self._e_star
+        self._f1, self._e1 = f[:, 0, :], e[:, 0]
+        if q == 1:
+            self._m2 = m[:, 0, 0] ** 2
+            pairs = [(0, 0)]
+        else:
+            m11, m12, m21, m22 = m[:, 0, 0], m[:, 0, 1], m[:, 1, 0], m[:, 1, 1]
+            self._ma11 = np.column_stack([m11**2, 2 * m11 * m12, m12**2])
+            self._ma12 = np.column_stack([m11 * m21, m11 * m22 + m12 * m21, m12 * m22])
+            self._ma22 = np.column_stack([m21**2, 2 * m21 * m22, m22**2])
+            self._detm2 = (m11 * m22 - m12 * m21) ** 2
+            self._f2, self._e2 = f[:, 1, :], e[:, 1]
+            pairs = [(0, 0), (0, 1), (1, 1)]
+        if self.kind != "collapsed":
+            return
+        # weights of the A^-1 entries [11, 12, 22]: off-diagonal products counted twice
+        ff, fe, ee = [], [], []
+        for a, b in pairs:
+            fa, fb, ea, eb = f[:, a, :], f[:, b, :], e[:, a], e[:, b]
+            sym = a != b
+            ff.append((np.einsum("ja,jb->jab", fa, fb) + (np.einsum("ja,jb->jab", fb, fa) if sym else 0.0))
+                      .reshape(j, p * p))
+            fe.append(fa * eb[:, None] + (fb * ea[:, None] if sym else 0.0))
+            ee.append(ea * eb * (2.0 if sym else 1.0))
+        self._ff, self._fe, self._ee = ff, fe, ee
+
+    def _inverse_entries(self, tau: np.ndarray, low_omega: np.ndarray | None, s2: np.ndarray
+                         ) -> tuple[np.ndarray, list[np.ndarray]]:
+        """q = 1, 2: sum_j log det A_j (k,) and the entries of A_j^-1 ([11] or [11, 12, 22], each (k, J)).
+
+        det A_j = s2 (s2 + tr(M Sigma M')) + det(M)^2 det(Sigma): non-negative terms, nothing
+        cancels (glm_q2_inverse of glm_functions.stan).
+        """
+        if self.q == 1:
+            a = s2[:, None] + (tau[:, 0:1] ** 2) * self._m2[None, :]
+            return np.log(a).sum(axis=1), [1.0 / a]
+        rho = low_omega[:, 1, 0] if low_omega is not None else np.zeros(s2.size)
+        l22 = low_omega[:, 1, 1] if low_omega is not None else np.ones(s2.size)
+        svec = np.column_stack([tau[:, 0] ** 2, rho * tau[:, 0] * tau[:, 1], tau[:, 1] ** 2])
+        sdet = (tau[:, 0] * tau[:, 1] * l22) ** 2
+        b11 = svec @ self._ma11.T
+        b22 = svec @ self._ma22.T
+        a12 = svec @ self._ma12.T
+        det = s2[:, None] * (s2[:, None] + b11 + b22) + sdet[:, None] * self._detm2[None, :]
+        inv_det = 1.0 / det
+        return np.log(det).sum(axis=1), [(s2[:, None] + b22) * inv_det, -a12 * inv_det, (s2[:, None] + b11) * inv_det]
 
     # ---------------------------------------------------------------- unpack
     def _as_points(self, theta: Any) -> np.ndarray:
@@ -285,7 +352,7 @@ class GLMTarget:
         """Constrained values and the log Jacobian, for points (k, dim)."""
         k = theta.shape[0]
         s, jac = self._scales.constrain(theta[:, self._sl_scales])
-        out: dict[str, Any] = {"tau": s[:, : self.q], "sigma": s[:, self.q], "jacobian": jac}
+        out: dict[str, Any] = {"tau": s[:, : self.q], "sigma": s[:, self.q], "jacobian": jac, "scales": s}
         if self.kind != "collapsed":
             out["beta"] = theta[:, self._sl_beta]
         if self.correlated:
@@ -330,7 +397,7 @@ class GLMTarget:
     def log_density_unchecked(self, theta: np.ndarray) -> np.ndarray:
         """:meth:`log_density` without checks; the caller handles numpy's floating-point warnings."""
         v = self._unpack(theta)
-        lp = self._const + v["jacobian"] + self._scales.log_prior(np.column_stack([v["tau"], v["sigma"]]))
+        lp = self._const + v["jacobian"] + self._scales.log_prior(v["scales"])
         if self.kind != "collapsed" and self.p:
             zb = (v["beta"] - self._beta_loc) / self._beta_scale
             lp = lp - 0.5 * np.einsum("kp,kp->k", zb, zb)
@@ -338,12 +405,51 @@ class GLMTarget:
             logd = np.log(np.diagonal(v["L_Omega"], axis1=1, axis2=2)[:, 1:])
             weights = (self.q - np.arange(2, self.q + 1)) + 2.0 * self._eta - 2.0
             lp = lp + logd @ weights
+        if self.kind in ("marginal", "collapsed") and self.q in (1, 2):
+            s2 = v["sigma"] * v["sigma"]
+            logdet_a, inv = self._inverse_entries(v["tau"], v["L_Omega"], s2)
+            if self.kind == "marginal":
+                return lp + self._marginal_vec(v["beta"], s2, logdet_a, inv)
+            return lp + self._collapsed_vec(s2, logdet_a, inv)
         low = self._factor(v["tau"], v["L_Omega"]) if self.q else None
         if self.kind == "marginal":
             return lp + self._marginal(v["beta"], low, v["sigma"])
         if self.kind == "collapsed":
             return lp + self._collapsed(low, v["sigma"])
         return lp + self._full(v, low)
+
+    def _marginal_vec(self, beta: np.ndarray, s2: np.ndarray, logdet_a: np.ndarray, inv: list[np.ndarray]
+                      ) -> np.ndarray:
+        """glm_marginal_vec_ll for q = 1, 2, vectorised over points and groups."""
+        delta = beta - self._bstar
+        quad = (self._rss_min + np.einsum("ka,ab,kb->k", delta, self._c2, delta)) / s2
+        d1 = self._e1[None, :] - delta @ self._f1.T
+        if self.q == 1:
+            quad = quad + np.einsum("kj,kj->k", d1 * d1, inv[0])
+        else:
+            d2 = self._e2[None, :] - delta @ self._f2.T
+            quad = quad + np.einsum("kj,kj->k", inv[0], d1 * d1) + 2.0 * np.einsum("kj,kj->k", inv[1], d1 * d2) \
+                + np.einsum("kj,kj->k", inv[2], d2 * d2)
+        logdet = (self.design.N - self.J * self.q) * np.log(s2) + logdet_a
+        return -0.5 * (logdet + quad)
+
+    def _collapsed_vec(self, s2: np.ndarray, logdet_a: np.ndarray, inv: list[np.ndarray]) -> np.ndarray:
+        """glm_collapsed_vec_ll for q = 1, 2, vectorised over points and groups."""
+        k, p = s2.size, self.p
+        pflat = (np.diag(self._prec0)[None] + self._c2[None] / s2[:, None, None]).reshape(k, p * p)
+        g = np.broadcast_to(self._g0, (k, p)).copy()
+        q0 = np.full(k, self._q00)
+        for w, ff, fe, ee in zip(inv, self._ff, self._fe, self._ee):
+            pflat = pflat + w @ ff
+            g = g + w @ fe
+            q0 = q0 + w @ ee
+        rest = (self.design.N - self.J * self.q) * np.log(s2) + logdet_a + self._rss_min / s2 + q0
+        if p == 0:
+            return -0.5 * rest
+        lp_ = np.linalg.cholesky(pflat.reshape(k, p, p))
+        w = np.linalg.solve(lp_, g[..., None])[..., 0]
+        return -0.5 * (rest + 2.0 * np.log(np.diagonal(lp_, axis1=1, axis2=2)).sum(axis=1)
+                       - np.einsum("ka,ka->k", w, w))
 
     def _group_inverse(self, low: np.ndarray, s2: np.ndarray) -> tuple[np.ndarray, Any]:
         """sum_j log det A_j (k,) and a solver of A_j x = b (A_j = s2 I + M_j Sigma M_j')."""
