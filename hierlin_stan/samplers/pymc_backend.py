@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
@@ -502,8 +502,12 @@ def _sample_pymc(
     seed: int,
     cores: int,
     show_progress: bool,
+    names: Sequence[str] = (*HYPER, "b", "z"),
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, Any]]:
-    """PyMC NUTS or Metropolis; compile first (timed), then sample (timed per chain)."""
+    """PyMC NUTS or Metropolis; compile first (timed), then sample (timed per chain).
+
+    ``names``: the posterior variables returned (chain, draw, ...), when present.
+    """
     init_seeds = [int(s) for s in np.random.default_rng(np.random.SeedSequence([seed, 0x69])).integers(2**30, size=chains)]
     start = time.perf_counter()
     with model:
@@ -534,7 +538,7 @@ def _sample_pymc(
             quiet=not show_progress,
         )
     posterior = {k: np.asarray(trace.posterior[k].transpose("chain", "draw", ...).values, dtype=float)
-                 for k in (*HYPER, "b", "z") if k in trace.posterior}
+                 for k in names if k in trace.posterior}
     stats: dict[str, np.ndarray] = {}
     ss = trace.sample_stats
     if sampler == "nuts":
@@ -557,9 +561,10 @@ def _sample_pymc(
 
 
 def _sample_nutpie(
-    model: "pm.Model", chains: int, draws: int, warmup: int, seed: int, cores: int, show_progress: bool
+    model: "pm.Model", chains: int, draws: int, warmup: int, seed: int, cores: int, show_progress: bool,
+    names: Sequence[str] = (*HYPER, "b", "z"),
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, Any]]:
-    """nutpie's NUTS on the PyMC model: compile (timed), then sample (timed)."""
+    """nutpie's NUTS on the PyMC model: compile (timed), then sample (timed); ``names`` as for :func:`_sample_pymc`."""
     nutpie = _import_nutpie()
     start = time.perf_counter()
     compiled = nutpie.compile_pymc_model(model)
@@ -571,7 +576,7 @@ def _sample_nutpie(
     )
     run_seconds = time.perf_counter() - start
     posterior = {k: np.asarray(trace.posterior[k].transpose("chain", "draw", ...).values, dtype=float)
-                 for k in (*HYPER, "b", "z") if k in trace.posterior}
+                 for k in names if k in trace.posterior}
     ss = trace.sample_stats
     stats = _typed_stats({dst: np.asarray(ss[src].values) for src, dst in _NUTPIE_STATS.items() if src in ss})
     steps_sampling = float(np.sum(ss["n_steps"].values)) if "n_steps" in ss else float("nan")
