@@ -91,6 +91,13 @@ def build_parser() -> argparse.ArgumentParser:
     fit.set_defaults(func=cmd_fit)
 
     cmp = sub.add_parser("compare", help="run several samplers on one dataset: table, plots, HTML report")
+    cmp.add_argument("data", nargs="?", default=None,
+                     help="with --formula: a .csv or .parquet file (default: the notebook's data, simulated)")
+    cmp.add_argument("--formula", default=None,
+                     help="compare the samplers on this model, e.g. 'y ~ x + (1 + x | g)' (needs DATA)")
+    cmp.add_argument("--prior", action="append", default=[], metavar="NAME=DIST",
+                     help="with --formula: a prior, e.g. --prior 'beta=normal(0, 10)' --prior 'tau[x]=halfnormal(1)'")
+    cmp.add_argument("--dropna", action="store_true", help="with --formula: drop rows with missing values (reported)")
     cmp.add_argument("--samplers", default=None, metavar="A,B,...",
                      help="comma-separated sampler names (default: every one installed); --samplers list names them")
     cmp.add_argument("--preset", default=None, help="notebook: the notebook's Metropolis run (200,000 iterations) next to NUTS")
@@ -274,19 +281,33 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from .utils.output import check_output
 
     start = time.perf_counter()
-    names = parse_samplers(args.samplers)
+    general = args.formula is not None
+    if general and args.data is None:
+        raise ValueError("--formula needs the data: hierlin compare DATA.csv --formula 'y ~ x + (1 + x | g)'")
+    if not general:
+        if args.data is not None:
+            raise ValueError(f"{args.data}: a data file goes with --formula (the notebook's comparison simulates "
+                             "its data); add e.g. --formula 'y ~ 1 + x + (0 + x | g)'")
+        if args.prior or args.dropna:
+            raise ValueError("--prior and --dropna go with --formula")
+    names = parse_samplers(args.samplers, formula=general)
     settings = None
     controls = _nuts_controls(args)
     if controls:
-        run = names or (PRESETS[args.preset]["samplers"] if args.preset in PRESETS else available_samplers())
+        run = names or (PRESETS[args.preset]["samplers"] if args.preset in PRESETS
+                        else available_samplers(formula=general))
         stan = [n for n in run if SAMPLERS[n].family == "stan"]
         if not stan:
             raise ValueError(f"{', '.join(_nuts_flags(args))} set(s) Stan's NUTS, but no stan-* sampler is in this "
                              f"run ({', '.join(run)}); add one to --samplers, e.g. stan-marginal")
         settings = {n: dict(controls) for n in stan}
     check_output(args.out, args.force)  # fail now, not after minutes of sampling
+    extra: dict[str, Any] = {}
+    if general:
+        extra = {"dataset": args.data, "formula": args.formula, "priors": _formula_priors(args.prior),
+                 "dropna": args.dropna}
     result = compare(samplers=names, seed=args.seed, engine=args.engine, preset=args.preset,
-                     settings=settings, show_progress=not args.quiet)
+                     settings=settings, show_progress=not args.quiet, **extra)
     out = write_comparison(result, args.out, force=args.force)
     print(display_table(result).to_string())
     print()

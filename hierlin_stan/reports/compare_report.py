@@ -22,6 +22,7 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
 from ..samplers.registry import REFERENCE
@@ -31,7 +32,7 @@ from .plots import plot_ess, plot_trace, plt, save_figure
 from .plots_compare import plot_intervals_by_sampler, plot_posteriors_overlay
 from .tables import write_table
 from ..utils.output import staged_output
-from ..utils.files import write_text_atomic
+from ..utils.files import atomic_path, write_text_atomic
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..workflows.compare import Comparison
@@ -44,6 +45,8 @@ RATIO_FAST = "stan-marginal"
 RATIO_SLOW = "metropolis-full"
 #: The notebook's own sampler: PyMC's Metropolis on the centered model.
 RATIO_SLOW_PYMC = "pymc-metropolis-centered"
+#: What a Python user would type for a formula.
+RATIO_SLOW_BAMBI = "bambi"
 
 
 def _num(value: Any) -> float:
@@ -99,9 +102,27 @@ def assess(comparison: "Comparison", threshold: float = 4.0) -> pd.DataFrame:
         if name != REFERENCE and name in cross.index and not bool(cross.loc[name, "passed"]):
             z_cols = [c for c in cross.columns if c.startswith("z_")]
             worst = max(z_cols, key=lambda c: abs(_num(cross.loc[name, c])) if math.isfinite(_num(cross.loc[name, c])) else math.inf)
-            problems.append(f"disagrees with {REFERENCE} ({worst[2:]}: z = {_num(cross.loc[name, worst]):+.1f})")
+            text = f"disagrees with {REFERENCE} ({worst[2:]}: z = {_num(cross.loc[name, worst]):+.1f})"
+            differs = prior_differences(comparison, name)
+            if differs:
+                text += f" -- expected in part, its model differs: {differs}"
+            problems.append(text)
         rows[name] = {"trustworthy": not problems, "problems": "; ".join(problems)}
     return pd.DataFrame.from_dict(rows, orient="index").reindex(table.index)
+
+
+def prior_differences(comparison: "Comparison", name: str) -> str:
+    """What in sampler ``name``'s model differs from the others' (bambi: what its priors cannot express); '' if none."""
+    idata = comparison.fits.get(name)
+    return "" if idata is None else str(fit_attrs(idata).get("prior_differences") or "")
+
+
+def _over(comparison: "Comparison") -> str:
+    """The parameters the ESS columns are taken over, in words."""
+    if comparison.design is None:
+        return "a, mu_b, sigma_b, eps"
+    d = comparison.design
+    return "beta, tau, sigma" + (", Omega" if d.correlated and d.q > 1 else "") + " (every element)"
 
 
 def _ess_s(value: float) -> str:
@@ -150,7 +171,7 @@ def headline(comparison: "Comparison", assessment: pd.DataFrame | None = None) -
         lines.append((f"Trustworthy: {', '.join(label[n] for n in good)}.", True))
         lines.append((
             f"Fastest trustworthy sampler: {label[fastest]}, {_ess_s(speed[fastest])} effective draws "
-            "per second of sampling (smallest over a, mu_b, sigma_b, eps).", True))
+            f"per second of sampling (smallest over {_over(comparison)}).", True))
     else:
         lines.append(("No sampler passed every check: do not trust any of these posteriors as they stand.", False))
     for n in table.index:
@@ -160,7 +181,9 @@ def headline(comparison: "Comparison", assessment: pd.DataFrame | None = None) -
     for slow, what in ((RATIO_SLOW, "the package's Metropolis on the full posterior (the notebook's sampler "
                                     "and target"),
                        (RATIO_SLOW_PYMC, "PyMC's Metropolis on the centered model (the notebook's very library "
-                                         "and model")):
+                                         "and model"),
+                       (RATIO_SLOW_BAMBI, "bambi, what a Python user would type for this formula (its default "
+                                          "non-centered model and PyMC's NUTS")):
         if fast not in comparison.fits or slow not in comparison.fits:
             continue
         ratio = comparison.speedup(fast, slow)
@@ -168,6 +191,8 @@ def headline(comparison: "Comparison", assessment: pd.DataFrame | None = None) -
         if not bool(judged.loc[slow, "trustworthy"]):
             note = (" Its chains have not converged, so its ESS is itself unreliable: "
                     "the ratio is an order of magnitude, not a measurement.")
+        if slow == RATIO_SLOW_BAMBI and prior_differences(comparison, slow):
+            note += f" bambi's model is not quite ours: {prior_differences(comparison, slow)}."
         ratio_text = f"a ratio of {ratio:,.0f} to 1" if math.isfinite(ratio) and ratio >= 10 else f"a ratio of {ratio:.3g}"
         lines.append((
             f"Stan NUTS on the marginal posterior gives {_ess_s(_num(table.loc[fast, 'min_ess_bulk_per_s']))} "
@@ -201,6 +226,9 @@ def display_table(comparison: "Comparison", assessment: pd.DataFrame | None = No
     for column, header in _COLUMNS.items():
         values = table[column] if column in table.columns else pd.Series(float("nan"), index=table.index)
         shown[header] = [_display(column, v) for v in values]
+    notes = [prior_differences(comparison, n) for n in table.index]
+    if any(notes):
+        shown["model differs"] = [n or "\N{EM DASH}" for n in notes]
     shown["trustworthy"] = judged["trustworthy"].astype(bool)
     shown = shown.set_index("sampler")
     shown.index.name = "sampler"
@@ -219,6 +247,22 @@ def _display(column: str, value: Any) -> Any:
     if column == "max_rhat":
         return f"{float(value):.3f}"
     return value
+
+
+def _glossary(comparison: "Comparison") -> list[tuple[str, str]]:
+    """The glossary, worded for the comparison's model."""
+    if comparison.design is None:
+        return _GLOSSARY
+    over = _over(comparison)
+    out = []
+    for term, text in _GLOSSARY:
+        text = text.replace("a, mu_b, sigma_b and eps", over).replace("a, mu_b, sigma_b, eps", over)
+        text = text.replace("(here: the funnel between the slopes b and eps)",
+                            "(in a hierarchical model: the funnel between the group effects u and tau)")
+        text = text.replace("How many of the true a, mu_b, sigma_b (and eps when it is above 0) lie",
+                            "How many of the true beta, tau, sigma (and correlations) lie")
+        out.append((term, text))
+    return out
 
 
 _GLOSSARY = [
@@ -256,8 +300,9 @@ _GLOSSARY = [
 ]
 
 
-def _glossary_html() -> str:
-    items = "".join(f"<dt><b>{html.escape(term)}</b></dt><dd>{html.escape(text)}</dd>" for term, text in _GLOSSARY)
+def _glossary_html(comparison: "Comparison") -> str:
+    items = "".join(f"<dt><b>{html.escape(term)}</b></dt><dd>{html.escape(text)}</dd>"
+                    for term, text in _glossary(comparison))
     return f"<dl>{items}</dl>"
 
 
@@ -282,7 +327,31 @@ def _cross_display(cross: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
     return shown
 
 
+def _posteriors_note(comparison: "Comparison") -> str:
+    note = ("The same posterior, sampled by each sampler: outlines that coincide mean the samplers agree. The red "
+            "line is the true value used to simulate the data")
+    if comparison.design is None:
+        return note + (" (eps = 0 sits on the boundary of its prior: with one slope per point the data cannot tell "
+                       "a small eps from 0, so its posterior is wide however well it is sampled).")
+    return note + (", when the data were simulated. A sampler whose model differs (bambi has no Omega) is left out "
+                   "of the panels it does not have.")
+
+
 def _what_ran(comparison: "Comparison") -> str:
+    engines = sorted({str(fit_attrs(idata).get("engine")) for idata in comparison.fits.values()
+                      if fit_attrs(idata).get("engine") is not None})
+    if comparison.design is not None:
+        d = comparison.design
+        truth = ""
+        if d.truth:
+            parts = [f"beta[{k}] = {v:g}" for k, v in d.truth.get("beta", {}).items()]
+            parts += [f"tau[{k}] = {v:g}" for k, v in d.truth.get("tau", {}).items()]
+            parts.append(f"sigma = {d.truth['sigma']:g}")
+            truth = "; true values " + ", ".join(parts)
+        return (f"Model: {d.formula.canonical}. Data: N = {d.N} rows in J = {d.J} groups of "
+                f"{d.spec.group_factor or '(none)'} from {d.source}{truth}. Priors: {comparison.priors}. "
+                f"Seed {comparison.seed}. Engines: {', '.join(engines) or 'none'}. Every sampler ran on these same "
+                "data and priors (bambi: as far as its priors can say, see 'model differs').")
     ds = comparison.dataset
     kind = "one slope per point" if ds.one_slope_per_point else f"{ds.n_groups} groups"
     truth = ""
@@ -320,6 +389,25 @@ def _trace_section(comparison: "Comparison", folder: Path, judged: pd.DataFrame)
     return "\n".join(parts), written
 
 
+def _write_data(comparison: "Comparison", folder: Path) -> None:
+    """``data.csv``: the notebook's data, or a formula's rows as fitted (response, X, Z, group) and ``design.txt``."""
+    if comparison.design is None:
+        comparison.dataset.to_csv(folder / "data.csv")
+        return
+    d = comparison.design
+    write_text_atomic(folder / "design.txt", d.describe() + "\n")
+    if d.rows is None:
+        return
+    frame = pd.DataFrame({d.formula.response.name: d.rows.y})
+    for k, name in enumerate(d.term_names):
+        frame[f"X[{name}]"] = d.rows.x[:, k]
+    for k, name in enumerate(d.group_term_names):
+        frame[f"Z[{name}]"] = d.rows.z[:, k]
+    frame[d.spec.group_factor or "group"] = np.asarray(d.group_labels)[d.rows.codes]
+    with atomic_path(folder / "data.csv") as tmp:
+        frame.to_csv(tmp, index=False)
+
+
 def write_comparison(comparison: "Comparison", out: str | Path, force: bool = False) -> Path:
     """Write the comparison's tables, plots and HTML report into the folder ``out``.
 
@@ -355,7 +443,7 @@ def write_comparison(comparison: "Comparison", out: str | Path, force: bool = Fa
     cross = comparison.cross_checks()
     lines = headline(comparison, judged)
     with staged_output(out, force=force) as folder:
-        comparison.dataset.to_csv(folder / "data.csv")
+        _write_data(comparison, folder)
         write_table(table, folder / "comparison", "Samplers compared on one dataset")
         if not cross.empty:
             write_table(cross, folder / "cross_check",
@@ -400,14 +488,10 @@ def write_comparison(comparison: "Comparison", out: str | Path, force: bool = Fa
             Section("Sampling efficiency",
                     paragraphs=["Effective draws per second of sampling (log scale: each grid line is ten times "
                                 "more). Longer bars are faster; compare only samplers marked trustworthy."],
-                    figures=[("Smallest bulk-ESS over a, mu_b, sigma_b, eps per second of sampling.",
+                    figures=[(f"Smallest bulk-ESS over {_over(comparison)} per second of sampling.",
                               folder / "ess_per_second.png")]),
             Section("Posteriors across samplers",
-                    paragraphs=["The same posterior, sampled by each sampler: outlines that coincide mean the "
-                                "samplers agree. The red line is the true value used to simulate the data "
-                                "(eps = 0 sits on the boundary of its prior: with one slope per point the data "
-                                "cannot tell a small eps from 0, so its posterior is wide however well it is "
-                                "sampled)."],
+                    paragraphs=[_posteriors_note(comparison)],
                     figures=[("Posterior densities, all chains pooled, on bins shared by all samplers; the x range "
                               "is set by the trustworthy samplers (solid outlines; the others are dashed), and the legend "
                               "says when another one has draws beyond it.",
@@ -422,10 +506,11 @@ def write_comparison(comparison: "Comparison", out: str | Path, force: bool = Fa
                 "Samplers that failed",
                 paragraphs=[f"{comparison.specs[n].label} ({n}): {err}" for n, err in comparison.failures.items()],
             ))
-        sections.append(Section("What the numbers mean", raw_html=_glossary_html()))
+        sections.append(Section("What the numbers mean", raw_html=_glossary_html(comparison)))
         write_report(
             folder / "report.html",
-            "Sampler comparison: hierarchical linear regression",
+            "Sampler comparison: hierarchical linear regression" + (
+                f", {comparison.design.formula.canonical}" if comparison.design is not None else ""),
             f"{len(comparison.fits)} sampler(s) on one dataset; reference: {comparison.specs.get(REFERENCE).label if REFERENCE in comparison.specs else 'none'}",
             sections,
         )

@@ -4,6 +4,10 @@ Both functions take ``fits``, a mapping from a sampler's label to its
 :class:`arviz.InferenceData` (e.g. :attr:`hierlin_stan.compare.Comparison.fits`), draw
 on the axes they are given (``ax=``) or on a new figure, return the axes, and with
 ``path=`` also write a PNG atomically (:func:`hierlin_stan.plots.save_figure`).
+
+Panels are scalars: the notebook's a, mu_b, sigma_b, eps, or a formula's ``beta[x]``,
+``tau[x]``, ``sigma``, ``Omega[x, Intercept]`` (:func:`scalar_panels` lists them). A fit
+that lacks a scalar (bambi has no Omega) is left out of that panel only.
 """
 
 from __future__ import annotations
@@ -13,10 +17,11 @@ from typing import Any
 
 import numpy as np
 
-from ..checks.diagnostics import HYPER, resolve_truth
+from ..checks.diagnostics import HYPER, general_truth, resolve_truth
+from ..model.params import is_general, scalar_names
 from .plots import TRUTH_COLOR, PathLike, _pretty, plt, save_figure
 
-__all__ = ["plot_posteriors_overlay", "plot_intervals_by_sampler", "SAMPLER_COLORS"]
+__all__ = ["plot_posteriors_overlay", "plot_intervals_by_sampler", "scalar_panels", "SAMPLER_COLORS"]
 
 #: One colour per sampler (tab10 without its red, which marks the truth).
 SAMPLER_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
@@ -24,33 +29,58 @@ SAMPLER_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c
 _STYLES = ("-", "--", "-.", ":")
 
 
-def _check_fits(fits: Mapping[str, Any], var_names: Sequence[str]) -> list[str]:
+def scalar_panels(fits: Mapping[str, Any]) -> list[str]:
+    """The scalars to plot for ``fits``: a, mu_b, sigma_b, eps, or every population-level scalar of a formula
+    present in any fit (in the first fit's order)."""
+    first = next(iter(fits.values()))
+    if not is_general(first.posterior.data_vars):
+        return list(HYPER)
+    names: list[str] = []
+    for idata in fits.values():
+        for display, _, _ in scalar_names(idata):
+            if display not in names:
+                names.append(display)
+    return names
+
+
+def _has(idata: Any, name: str) -> bool:
+    if name in idata.posterior.data_vars:
+        return True
+    base = name.split("[", 1)[0]
+    return base in idata.posterior.data_vars and any(d == name for d, _, _ in scalar_names(idata, [base]))
+
+
+def _check_fits(fits: Mapping[str, Any], var_names: Sequence[str] | None) -> list[str]:
+    if not isinstance(fits, Mapping) or not fits:
+        raise ValueError("fits must be a non-empty mapping {label: InferenceData}, e.g. Comparison.fits")
+    if var_names is None:
+        var_names = scalar_panels(fits)
     if isinstance(var_names, str):
         var_names = [var_names]
     names = list(var_names)
-    if not isinstance(fits, Mapping) or not fits:
-        raise ValueError("fits must be a non-empty mapping {label: InferenceData}, e.g. Comparison.fits")
     if not names:
-        raise ValueError("var_names is empty; give at least one of ('a', 'mu_b', 'sigma_b', 'eps')")
-    for label, idata in fits.items():
-        missing = [v for v in names if v not in idata.posterior.data_vars]
-        if missing:
-            raise ValueError(
-                f"fit {label!r} lacks {missing}; available: {sorted(idata.posterior.data_vars)}"
-            )
-        vector = [v for v in names if idata.posterior[v].ndim != 2]
-        if vector:
-            raise ValueError(f"variable(s) {vector} are not scalar; overlay plots take a, mu_b, sigma_b, eps")
+        raise ValueError("var_names is empty; give at least one of ('a', 'mu_b', 'sigma_b', 'eps') "
+                         "(for a formula e.g. 'beta[x]', 'sigma')")
+    for var in names:
+        if not any(_has(idata, var) for idata in fits.values()):
+            raise ValueError(f"no fit has {var!r}; available in the first: "
+                             f"{[d for d, _, _ in scalar_names(next(iter(fits.values())))] or sorted(next(iter(fits.values())).posterior.data_vars)}")
+        for label, idata in fits.items():
+            if var in idata.posterior.data_vars and idata.posterior[var].ndim != 2:
+                raise ValueError(f"variable {var!r} is not scalar; overlay plots take scalars such as a, mu_b, "
+                                 f"sigma_b, eps or beta[x], tau[x], sigma")
     return names
 
 
 def _known_truth(fits: Mapping[str, Any], truth: Any) -> dict[str, float]:
     """True values from ``truth`` or, when None, from the first fit that records them."""
+    first = next(iter(fits.values()))
+    general = is_general(first.posterior.data_vars)
     if truth is not None:
-        return resolve_truth(next(iter(fits.values())), truth)
+        return general_truth(first, truth) if general else resolve_truth(first, truth)
     for idata in fits.values():
         try:
-            return resolve_truth(idata, None)
+            return general_truth(idata, None) if general else resolve_truth(idata, None)
         except ValueError:
             continue
     return {}
@@ -71,14 +101,22 @@ def _axes_for(ax: Any, n: int, figsize: tuple[float, float]) -> tuple[np.ndarray
 
 
 def _draws(idata: Any, var: str) -> np.ndarray:
-    values = np.asarray(idata.posterior[var].values, dtype=float).reshape(-1)
+    """All finite draws of scalar ``var`` (empty when the fit lacks it)."""
+    if not _has(idata, var):
+        return np.zeros(0)
+    if var in idata.posterior.data_vars:
+        values = np.asarray(idata.posterior[var].values, dtype=float).reshape(-1)
+    else:
+        base = var.split("[", 1)[0]
+        sel = next(s for d, _, s in scalar_names(idata, [base]) if d == var)
+        values = np.asarray(idata.posterior[base].sel(**sel).values, dtype=float).reshape(-1)
     return values[np.isfinite(values)]
 
 
 def plot_posteriors_overlay(
     fits: Mapping[str, Any],
     truth: Any = None,
-    var_names: Sequence[str] = HYPER,
+    var_names: Sequence[str] | None = None,
     bins: int = 60,
     focus: Sequence[str] | None = None,
     ax: Any = None,
@@ -100,8 +138,9 @@ def plot_posteriors_overlay(
         Label (used in the legend) -> fit; drawn in this order.
     truth : Mapping[str, float], object with a ``.truth`` mapping (a Dataset), or None
         True values; None reads ``true_*`` from the fits' attrs (no line when unknown).
-    var_names : sequence of str, default ("a", "mu_b", "sigma_b", "eps")
-        Scalar posterior variables, one panel each.
+    var_names : sequence of str, optional
+        Scalars, one panel each; default :func:`scalar_panels` (a, mu_b, sigma_b, eps, or
+        a formula's beta[...], tau[...], sigma, Omega[...]).
     bins : int, default 60
         Number of shared histogram bins per panel.
     focus : sequence of str, optional
@@ -188,7 +227,7 @@ def plot_posteriors_overlay(
 def plot_intervals_by_sampler(
     fits: Mapping[str, Any],
     truth: Any = None,
-    var_names: Sequence[str] = HYPER,
+    var_names: Sequence[str] | None = None,
     prob: float = 0.9,
     ax: Any = None,
     path: PathLike | None = None,
@@ -205,8 +244,8 @@ def plot_intervals_by_sampler(
         Label -> fit; rows top to bottom in this order.
     truth : Mapping[str, float], object with a ``.truth`` mapping, or None
         True values; None reads them from the fits' attrs (no line when unknown).
-    var_names : sequence of str, default ("a", "mu_b", "sigma_b", "eps")
-        Scalar posterior variables, one panel each.
+    var_names : sequence of str, optional
+        Scalars, one panel each; default :func:`scalar_panels`.
     prob : float, default 0.9
         Mass of the thin central interval.
     ax : matplotlib Axes or sequence of Axes, optional

@@ -3,10 +3,15 @@
 Samplers are looked up by name in :mod:`hierlin_stan.samplers.registry`.
 
 :func:`compare` returns a :class:`Comparison`: every fit, one table row per
-sampler (compile and sampling seconds kept apart, min bulk/tail-ESS over a, mu_b,
-sigma_b, eps, ESS per sampling second, max R-hat, divergences, recovery), a
-cross-check of every posterior against the reference (Stan marginal NUTS), and
-:func:`hierlin_stan.write_report` writes CSV, Markdown and a self-contained HTML report.
+sampler (compile and sampling seconds kept apart, min bulk/tail-ESS over the
+population-level parameters -- a, mu_b, sigma_b, eps for the notebook's model; beta,
+tau, sigma, Omega for a formula --, ESS per sampling second, max R-hat, divergences,
+recovery), a cross-check of every posterior against the reference (Stan marginal NUTS),
+and :func:`hierlin_stan.write_report` writes CSV, Markdown and a self-contained HTML report.
+
+With ``formula=...`` every sampler runs that formula's model on the same data and the
+same priors: the design (sums, rows) is built once and the priors resolved once (the
+data-scaled defaults included), then handed to each sampler.
 """
 
 from __future__ import annotations
@@ -14,15 +19,15 @@ from __future__ import annotations
 import dataclasses
 import functools
 import sys
-import warnings
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import pandas as pd
 
 from ..model.dataset import Dataset, simulate
+from ..model.glm import Design, design as make_design
+from ..model.params import key_variables
 from ..checks.diagnostics import recovery, sampler_stats
-from ..model.priors import PriorsLike, resolve_priors
+from ..model.priors import resolve_priors
 from ..samplers.registry import (
     REFERENCE,
     SAMPLERS,
@@ -51,14 +56,30 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 @dataclasses.dataclass
 class Comparison:
-    """Fits of several samplers on one dataset, and their common yardsticks."""
+    """Fits of several samplers on one dataset, and their common yardsticks.
 
-    dataset: Dataset
+    Attributes
+    ----------
+    dataset : Dataset or None
+        The notebook's data (None for a formula).
+    fits, specs, failures : dict
+        By sampler name: the fit, how it was run, or why it failed.
+    seed : int
+    priors : str
+        The priors every sampler used, in words.
+    design : Design or None
+        For a formula: its design (terms, groups, sums, rows).
+    formula : str or None
+    """
+
+    dataset: Dataset | None
     fits: dict[str, "az.InferenceData"]
     specs: dict[str, SamplerSpec]
     failures: dict[str, str]
     seed: int
     priors: str
+    design: Design | None = None
+    formula: str | None = None
 
     @functools.cached_property
     def table(self) -> pd.DataFrame:
@@ -104,10 +125,13 @@ class Comparison:
         if reference not in self.fits:
             return pd.DataFrame()
         rows = {}
+        ref = self.fits[reference]
         for name, idata in self.fits.items():
             if name == reference:
                 continue
-            table = cross_check(self.fits[reference], idata, threshold=threshold)
+            # bambi has no Omega (uncorrelated effects): compare what both fits have
+            shared = [v for v in key_variables(ref) if v in idata.posterior.data_vars]
+            table = cross_check(ref, idata, var_names=shared, threshold=threshold)
             row = {f"z_{p}": table.loc[p, "z"] for p in table.index}
             row["passed"] = bool(table.attrs["passed"])
             rows[name] = row
@@ -118,28 +142,36 @@ class Comparison:
 
 
 def compare(
-    dataset: Dataset | None = None,
+    dataset: Any = None,
     samplers: Sequence[str] | None = None,
     seed: int | None = 0,
-    priors: PriorsLike = None,
+    priors: Any = None,
     engine: str = "auto",
     preset: str | None = None,
     settings: Mapping[str, Mapping[str, Any]] | None = None,
     show_progress: bool = True,
     log: Callable[[str], None] | None = None,
+    formula: str | None = None,
+    dropna: bool = False,
 ) -> Comparison:
     """Run a set of samplers on one dataset.
 
     Parameters
     ----------
-    dataset : Dataset, optional
-        Default: the notebook's data (:func:`hierlin_stan.simulate` with ``seed``).
+    dataset : Dataset, DataFrame, path or Design, optional
+        Default: the notebook's data (:func:`hierlin_stan.simulate` with ``seed``). With
+        ``formula``: the data of the formula (a DataFrame, a CSV/Parquet path, a Dataset
+        or a :func:`hierlin_stan.design`), required.
     samplers : sequence of str, optional
-        Names from :data:`SAMPLERS`; default :func:`available_samplers`.
+        Names from :data:`SAMPLERS`; default :func:`available_samplers` (for a formula
+        ``available_samplers(formula=True)``: every Stan parameterization including
+        ``stan-collapsed``, the three Metropolis targets, PyMC, nutpie and bambi as installed).
     seed : int
         Seed of the data (when simulated) and of every sampler.
     priors : optional
-        As for :func:`hierlin_stan.fit`; the same for every sampler.
+        As for :func:`hierlin_stan.fit`; the same for every sampler. For a formula a
+        mapping such as ``{"beta": "normal(0, 5)", "tau": "halfnormal(1)"}`` over the
+        data-scaled defaults, resolved once.
     engine : {"auto", "cmdstan", "pystan"}
         Stan engine.
     preset : {"notebook"}, optional
@@ -154,6 +186,11 @@ def compare(
         Progress bars.
     log : callable, optional
         Receives one line per sampler as it starts (default: stderr when showing progress).
+    formula : str, optional
+        E.g. ``"y ~ x + (1 + x | g)"``: compare the samplers on this formula's model
+        (names beta, tau, sigma, Omega, u) instead of the notebook's.
+    dropna : bool
+        (formula) drop rows with missing values in the used columns instead of failing.
 
     Returns
     -------
@@ -166,17 +203,33 @@ def compare(
             raise ValueError(f"preset={preset!r} is unknown; use one of {sorted(PRESETS)}")
         samplers = PRESETS[preset]["samplers"] if samplers is None else samplers
         overrides = {k: dict(v) for k, v in PRESETS[preset]["overrides"].items()}
-    names = check_samplers(available_samplers() if samplers is None else samplers)
+    general = formula is not None or isinstance(dataset, Design)
+    if general and preset is not None:
+        raise ValueError(f"preset={preset!r} reruns the notebook's experiment; it does not take a formula")
+    names = check_samplers(available_samplers(formula=general) if samplers is None else samplers, formula=general)
     for name, extra in (settings or {}).items():
-        check_samplers([name])
+        check_samplers([name], formula=general)
         if name not in names:
             raise ValueError(f"settings given for {name!r}, which is not among the samplers run {names}; "
                              "add it to samplers or drop its settings")
-        overrides.setdefault(name, {}).update(check_settings(SAMPLERS[name], extra))
+        overrides.setdefault(name, {}).update(check_settings(SAMPLERS[name], extra, formula=general))
     seed = resolve_seed(seed)
-    prior = resolve_priors(priors)
-    if dataset is None:
-        dataset = simulate(seed=seed)
+    d = None
+    if general:
+        from ..samplers.stan_glm import glm_priors
+
+        if dataset is None:
+            raise ValueError("compare(formula=...) needs the data: compare(df, formula='y ~ x + (1 + x | g)') "
+                             "(e.g. df = hs.simulate(formula=..., groups=[20] * 30))")
+        d = make_design(dataset, formula, dropna=dropna)
+        formula = formula if formula is not None else d.formula.text
+        prior = glm_priors(d, priors)
+        described = prior.describe(d.correlated).replace("\n", "; ")
+    else:
+        prior = resolve_priors(priors)
+        described = prior.describe()
+        if dataset is None:
+            dataset = simulate(seed=seed)
     if log is None:
         log = (lambda line: print(f"hierlin: {line}", file=sys.stderr)) if show_progress else (lambda line: None)
     fits: dict[str, Any] = {}
@@ -185,8 +238,11 @@ def compare(
         spec = SAMPLERS[name]
         log(f"running {spec.label} ...")
         try:
-            fits[name] = run_sampler(spec, dataset, seed, prior, engine, show_progress, **overrides.get(name, {}))
+            extra = {"formula": formula, "design": d} if general else {}
+            fits[name] = run_sampler(spec, dataset, seed, prior, engine, show_progress, **extra,
+                                     **overrides.get(name, {}))
         except Exception as err:  # noqa: BLE001 - one sampler failing must not lose the others' fits
             failures[name] = f"{type(err).__name__}: {err}"
             log(f"{name} failed: {failures[name]}")
-    return Comparison(dataset, fits, {n: SAMPLERS[n] for n in names}, failures, seed, prior.describe())
+    return Comparison(None if general else dataset, fits, {n: SAMPLERS[n] for n in names}, failures, seed,
+                      described, design=d, formula=formula)
