@@ -112,10 +112,18 @@ def build_parser() -> argparse.ArgumentParser:
     sbc = sub.add_parser("sbc", help="simulation-based calibration of a sampler: ranks, p-values, plots, HTML")
     sbc.add_argument("--n-sims", type=int, default=200, help="simulations K (default 200)")
     sbc.add_argument("--sampler", default="stan-marginal",
-                     help="stan-marginal (default), stan-centered, stan-noncentered, metropolis-marginal, metropolis-full")
+                     help="stan-marginal (default), stan-centered, stan-noncentered, metropolis-marginal, metropolis-full; "
+                          "with --formula also stan-collapsed, metropolis-collapsed")
+    sbc.add_argument("--formula", default=None,
+                     help="calibrate on this model, e.g. 'y ~ x + (1 + x | g)' (simulated with glm_simulate.stan)")
     sbc.add_argument("--priors", default="weakly_informative", help="simulating priors: weakly_informative (default) or notebook")
-    sbc.add_argument("--prior", action="append", default=[], metavar="FIELD=VALUE", help="override one prior field")
+    sbc.add_argument("--prior", action="append", default=[], metavar="FIELD=VALUE",
+                     help="override one prior field; with --formula a distribution, e.g. --prior 'beta=normal(0, 2)' "
+                          "(beta, tau, sigma and Omega default to normal(0, 2), halfnormal(1), halfnormal(1), lkj(2))")
     sbc.add_argument("--fit-priors", default=None, help="fit with other priors than simulated (shows miscalibration)")
+    sbc.add_argument("--fit-prior", action="append", default=[], metavar="NAME=DIST",
+                     help="with --formula: fit with this prior instead of the simulating one, e.g. "
+                          "--fit-prior 'sigma=halfnormal(0.1)' (shows miscalibration)")
     sbc.add_argument("--n", type=int, default=None, help="observations per dataset (default: 8 groups of 5)")
     sbc.add_argument("--groups", default=None, help="J (equal groups) or comma-separated group sizes")
     sbc.add_argument("--chains", type=int, default=None, help="chains per fit (default 4)")
@@ -330,17 +338,31 @@ def cmd_sbc(args: argparse.Namespace) -> int:
         design["groups"] = _parse_groups(args.groups)
     settings = {k: getattr(args, k) for k in ("chains", "draws", "warmup", "thin") if getattr(args, k) is not None}
     settings.update(_nuts_controls(args))
-    priors = _priors(args)
-    problems = diffuse_prior_problems(priors)
-    if problems:  # always shown, as one readable line
-        print(f"hierlin: warning: SBC needs proper, moderate priors, but these are diffuse: {'; '.join(problems)}; "
-              "use --priors weakly_informative (or --prior FIELD=VALUE)", file=sys.stderr)
+    if args.formula is not None:
+        if args.priors != "weakly_informative" or args.fit_priors is not None:
+            raise ValueError("--priors and --fit-priors name the notebook's presets; with --formula give "
+                             "distributions: --prior 'beta=normal(0, 2)', --fit-prior 'sigma=halfnormal(0.1)'")
+        priors = _formula_priors(args.prior)
+        fit_priors = _formula_priors(args.fit_prior, flag="--fit-prior")
+        if priors is not None:  # what is not given keeps its default simulating prior
+            from .workflows.sbc import DEFAULT_FORMULA_PRIORS
+
+            priors = {**DEFAULT_FORMULA_PRIORS, **priors}
+    else:
+        if args.fit_prior:
+            raise ValueError("--fit-prior goes with --formula; the notebook's model takes --fit-priors PRESET")
+        priors = _priors(args)
+        fit_priors = args.fit_priors
+        problems = diffuse_prior_problems(priors)
+        if problems:  # always shown, as one readable line
+            print(f"hierlin: warning: SBC needs proper, moderate priors, but these are diffuse: {'; '.join(problems)}; "
+                  "use --priors weakly_informative (or --prior FIELD=VALUE)", file=sys.stderr)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="SBC needs proper")
         result = sbc(args.n_sims, sampler=args.sampler, priors=priors, design=design or None, seed=args.seed,
                      executor=args.executor, scheduler=args.scheduler, n_jobs=args.n_jobs, out=args.out,
-                     n_ranks=args.n_ranks, sampler_settings=settings or None, fit_priors=args.fit_priors,
-                     engine=args.engine, overwrite=args.force, show_progress=not args.quiet)
+                     n_ranks=args.n_ranks, sampler_settings=settings or None, fit_priors=fit_priors,
+                     engine=args.engine, overwrite=args.force, show_progress=not args.quiet, formula=args.formula)
     report = write_sbc_report(result, args.out)
     s = result.summary()
     if result.ok:
@@ -483,14 +505,14 @@ def _fit_formula(args: argparse.Namespace, path: Path) -> int:
     return 0
 
 
-def _formula_priors(items: Sequence[str]) -> dict[str, str] | None:
+def _formula_priors(items: Sequence[str], flag: str = "--prior") -> dict[str, str] | None:
     """``--prior 'beta=normal(0, 10)'`` items -> ``{"beta": "normal(0, 10)"}`` (checked when the fit resolves them)."""
     priors: dict[str, str] = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not value.strip():
-            raise ValueError(f"--prior {item!r}: write NAME=DISTRIBUTION, e.g. --prior 'beta=normal(0, 10)' "
-                             "or --prior 'tau[x]=halfnormal(1)'")
+            raise ValueError(f"{flag} {item!r}: write NAME=DISTRIBUTION, e.g. {flag} 'beta=normal(0, 10)' "
+                             f"or {flag} 'tau[x]=halfnormal(1)'")
         priors[key.strip()] = value.strip()
     return priors or None
 

@@ -8,30 +8,67 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from ..model.dataset import TRUTH_KEYS
+from ..model.params import scalar_names
 
-__all__ = ["PARAMS", "rank_record", "default_bins", "ecdf_band", "uniformity"]
+__all__ = ["PARAMS", "rank_record", "default_bins", "ecdf_band", "uniformity", "flat_truth", "scalar_values"]
 
 #: The hyperparameters whose calibration is checked (the notebook's model).
 PARAMS: tuple[str, ...] = TRUTH_KEYS
 
 
-def rank_record(idata: Any, truth: Mapping[str, float], n_ranks: int = 99) -> dict[str, Any]:
+def flat_truth(truth: Mapping[str, Any], term_names: Sequence[str], group_term_names: Sequence[str],
+               correlated: bool) -> dict[str, float]:
+    """A formula's true values by scalar name: ``beta[x]``, ``tau[x]``, ``sigma``, ``Omega[x, Intercept]``.
+
+    ``truth`` is ``DataFrame.attrs["hierlin_truth"]`` of a simulated dataset (beta and tau by
+    term, sigma, Omega as a matrix); correlations are named as
+    :func:`hierlin_stan.model.params.scalar_names` names them (row after column, lower triangle).
+    """
+    out = {f"beta[{t}]": float(truth["beta"][t]) for t in term_names}
+    out.update({f"tau[{t}]": float(truth["tau"][t]) for t in group_term_names})
+    out["sigma"] = float(truth["sigma"])
+    if correlated and len(group_term_names) > 1:
+        omega = np.asarray(truth["Omega"], dtype=float)
+        for i, row in enumerate(group_term_names):
+            for c, col in enumerate(group_term_names[:i]):
+                out[f"Omega[{row}, {col}]"] = float(omega[i, c])
+    return out
+
+
+def scalar_values(idata: Any, name: str) -> np.ndarray:
+    """Draws (chain, draw) of one scalar of the posterior by name: ``a``, ``beta[x]``, ``Omega[x, Intercept]``."""
+    post = idata.posterior
+    if name in post.data_vars and not [d for d in post[name].dims if d not in ("chain", "draw")]:
+        return np.asarray(post[name].transpose("chain", "draw").values, dtype=float)
+    base = name.split("[", 1)[0]
+    for display, var, sel in scalar_names(idata, [base] if base in post.data_vars else []):
+        if display == name:
+            return np.asarray(post[var].sel(**sel).transpose("chain", "draw").values, dtype=float)
+    raise ValueError(f"{name!r} is not a scalar of this fit's posterior (variables: {sorted(post.data_vars)})")
+
+
+def rank_record(idata: Any, truth: Mapping[str, float], n_ranks: int = 99,
+                params: Sequence[str] | None = None) -> dict[str, Any]:
     """Ranks of the true values among ``n_ranks`` thinned posterior draws, and summaries.
 
     Parameters
     ----------
     idata : arviz.InferenceData
-        A fit with a, mu_b, sigma_b, eps in its posterior (chain, draw).
+        A fit with the ranked scalars in its posterior (chain, draw).
     truth : mapping
-        True a, mu_b, sigma_b, eps.
+        True values by scalar name.
     n_ranks : int
         L: the number of draws the truth is ranked among (ranks are 0..L).
+    params : sequence of str, optional
+        The scalars to rank: default :data:`PARAMS` (a, mu_b, sigma_b, eps); for a formula
+        e.g. ``beta[Intercept]``, ``tau[x]``, ``sigma``, ``Omega[x, Intercept]``
+        (:func:`flat_truth`).
 
     Returns
     -------
@@ -43,23 +80,25 @@ def rank_record(idata: Any, truth: Mapping[str, float], n_ranks: int = 99) -> di
     Notes
     -----
     Thinning: ``t = ceil(S / ESS_min)`` per chain (S total draws, ESS_min the smallest
-    bulk-ESS over the four parameters); L evenly spaced draws are kept from the
+    bulk-ESS over the ranked scalars); L evenly spaced draws are kept from the
     thinned draws of all chains. If fewer than L remain, ``t`` is lowered until L
     remain and ``ess_limited`` is True.
     """
     from ..utils.az import az
 
+    params = list(PARAMS if params is None else params)
     post = idata.posterior
     chains, draws = int(post.sizes["chain"]), int(post.sizes["draw"])
     total = chains * draws
     if total < n_ranks:
         raise ValueError(f"the fit has {total} draws in all but n_ranks={n_ranks}; "
                          "give the sampler more draws or lower n_ranks")
+    values_of = {p: scalar_values(idata, p) for p in params}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        ess = az.ess(idata, var_names=list(PARAMS), method="bulk")
-        rhat = az.rhat(idata, var_names=list(PARAMS))
-    ess_values = [float(ess[p]) for p in PARAMS]
+        ess = {p: float(az.ess(values_of[p], method="bulk")) for p in params}
+        rhat = {p: float(az.rhat(values_of[p])) for p in params}
+    ess_values = [ess[p] for p in params]
     min_ess = min(ess_values) if all(math.isfinite(v) for v in ess_values) else float("nan")
     thin = max(1, math.ceil(total / min_ess)) if math.isfinite(min_ess) and min_ess > 0 else total
     limited = False
@@ -69,8 +108,8 @@ def rank_record(idata: Any, truth: Mapping[str, float], n_ranks: int = 99) -> di
     kept = chains * math.ceil(draws / thin)
     index = np.round(np.linspace(0, kept - 1, n_ranks)).astype(int)
     ranks, mean, sd, z = {}, {}, {}, {}
-    for p in PARAMS:
-        values = np.asarray(post[p].values, dtype=float)
+    for p in params:
+        values = values_of[p]
         sample = values[:, ::thin].reshape(-1)[index]
         ranks[p] = int(np.sum(sample < truth[p]))
         mean[p] = float(values.mean())
@@ -79,7 +118,7 @@ def rank_record(idata: Any, truth: Mapping[str, float], n_ranks: int = 99) -> di
     divergences = None
     if "sample_stats" in idata.groups() and "diverging" in idata.sample_stats:
         divergences = int(np.asarray(idata.sample_stats["diverging"].values).sum())
-    rhats = [float(rhat[p]) for p in PARAMS]
+    rhats = [rhat[p] for p in params]
     return {
         "ranks": ranks,
         "thin": int(thin),

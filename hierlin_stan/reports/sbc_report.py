@@ -28,7 +28,8 @@ THINNING_NOTE = (
     "Ranks: each true value is ranked among L posterior draws (rank = number of draws below the truth, "
     "0..L; uniform when the sampler is calibrated). To make those draws nearly independent, each chain is "
     "thinned by t = ceil(S / ESS), with S the total number of draws and ESS the smallest bulk-ESS of "
-    "a, mu_b, sigma_b and eps in that fit; L evenly spaced draws are then kept from the thinned draws of "
+    "the ranked parameters (a, mu_b, sigma_b and eps; for a formula every beta, tau, sigma and correlation) "
+    "in that fit; L evenly spaced draws are then kept from the thinned draws of "
     "all chains. When fewer than L thinned draws remain, t is lowered and the simulation is counted as "
     "'ESS-limited' (its draws are autocorrelated, which distorts ranks; give the sampler more draws)."
 )
@@ -131,8 +132,11 @@ def _engines_used(result: "SBCResult", asked: str | None) -> str:
 
 
 def _priors_text(fields: dict) -> str:
+    """The notebook's Priors fields, or a formula's distributions by name, in words."""
     from ..model.priors import Priors
 
+    if "a_loc" not in fields:  # a formula's priors: {"beta": "normal(0, 2)", ...}
+        return "; ".join(f"{k} ~ {v}" for k, v in fields.items())
     return Priors(**fields).describe()
 
 
@@ -144,7 +148,11 @@ def _design_text(gen: dict) -> str:
         where = f"N = {sum(groups)} in {len(groups)} groups (sizes {', '.join(map(str, groups))})"
     else:
         where = f"N = {gen.get('n') or 100} in {groups} groups"
-    return f"{where}, x ~ U({gen['x_low']:g}, {gen['x_high']:g})"
+    text = f"{where}, x ~ U({gen['x_low']:g}, {gen['x_high']:g})"
+    if gen.get("formula"):
+        where = where.replace(", one slope per point", "")
+        text = f"{gen['formula']}; {where}, each numeric predictor ~ U({gen['x_low']:g}, {gen['x_high']:g}) per simulation"
+    return text
 
 
 def _diagnostics_table(result: "SBCResult") -> pd.DataFrame:

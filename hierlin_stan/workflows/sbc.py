@@ -5,9 +5,11 @@ results -> plots**, each a plain object you can inspect and save.
 
 * :class:`SBCGenerator` draws a, mu_b, sigma_b, eps from the (simulation) priors
   and simulates one dataset with the Stan simulation program (fixed_param,
-  :func:`hierlin_stan.simulate_stan`). Simulation ``k`` uses seeds derived from
-  ``(seed, k)`` alone (:func:`simulation_seeds`), so results depend neither on the
-  executor nor on the order in which simulations finish.
+  :func:`hierlin_stan.simulate_stan`); :class:`FormulaSBCGenerator` does the same for
+  any formula with ``glm_simulate.stan`` (beta, tau, sigma and, for ``|`` terms, Omega
+  drawn from the priors; new predictors per simulation). Simulation ``k`` uses seeds
+  derived from ``(seed, k)`` alone (:func:`simulation_seeds`), so results depend neither
+  on the executor nor on the order in which simulations finish.
 * :class:`SBCBackend` fits a dataset with one of the package's samplers
   (``stan-marginal``, ``stan-centered``, ``stan-noncentered``,
   ``metropolis-marginal``, ``metropolis-full``; see
@@ -17,7 +19,8 @@ results -> plots**, each a plain object you can inspect and save.
   ``n_ranks`` (L) near-independent posterior draws, plus a few summaries
   (posterior mean and sd, min bulk-ESS, max R-hat, divergences). Draws are thinned
   per chain by ``t = ceil(S / ESS_min)``, where S is the total number of draws and
-  ESS_min the smallest bulk-ESS of a, mu_b, sigma_b, eps, so the kept draws are
+  ESS_min the smallest bulk-ESS of the ranked scalars (a, mu_b, sigma_b, eps; for a
+  formula every beta, tau, sigma and correlation), so the kept draws are
   roughly independent; from the C * ceil(S_chain / t) thinned draws (chains
   concatenated) L evenly spaced ones are kept. When fewer than L thinned draws
   remain, the thinning is reduced until L remain and the record says
@@ -62,8 +65,8 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from ..checks.calibration import PARAMS, default_bins, ecdf_band, rank_record, uniformity
-from ..model.priors import Priors, PriorsLike, resolve_priors
+from ..checks.calibration import PARAMS, default_bins, ecdf_band, flat_truth, rank_record, uniformity
+from ..model.priors import Priors, resolve_priors
 from ..utils.files import atomic_path, write_text_atomic
 from ..utils.checks import positive_int as _positive_int
 from ..utils.seeds import MAX_SEED, resolve_seed
@@ -71,8 +74,11 @@ from ..utils.seeds import MAX_SEED, resolve_seed
 __all__ = [
     "PARAMS",
     "SBC_SAMPLERS",
+    "SBC_FORMULA_SAMPLERS",
     "DEFAULT_DESIGN",
+    "DEFAULT_FORMULA_PRIORS",
     "SBCGenerator",
+    "FormulaSBCGenerator",
     "SBCBackend",
     "SBCResult",
     "sbc",
@@ -87,6 +93,15 @@ __all__ = [
 SBC_SAMPLERS: tuple[str, ...] = (
     "stan-marginal", "stan-centered", "stan-noncentered", "metropolis-marginal", "metropolis-full",
 )
+#: ... and for a formula (the collapsed parameterization too).
+SBC_FORMULA_SAMPLERS: tuple[str, ...] = (
+    "stan-marginal", "stan-collapsed", "stan-centered", "stan-noncentered", "metropolis-marginal",
+    "metropolis-collapsed", "metropolis-full",
+)
+#: Simulating priors of a formula's SBC when none are given: proper and moderate on the scale
+#: of the default design (x ~ U(0, 10)).
+DEFAULT_FORMULA_PRIORS: dict[str, str] = {"beta": "normal(0, 2)", "tau": "halfnormal(1)", "sigma": "halfnormal(1)",
+                                          "Omega": "lkj(2)"}
 #: Default SBC design: 40 points in 8 groups of 5, x ~ U(0, 10).
 DEFAULT_DESIGN: dict[str, Any] = {"n": None, "groups": [5] * 8, "x_low": 0.0, "x_high": 10.0}
 #: Default sampler settings for SBC (fewer NUTS draws than a single fit: L = 99 ranks
@@ -149,6 +164,45 @@ class SBCGenerator:
                 "x_low": self.x_low, "x_high": self.x_high}
 
 
+@dataclasses.dataclass(frozen=True)
+class FormulaSBCGenerator:
+    """Draw a formula's parameters from its priors and simulate one dataset with ``glm_simulate.stan``.
+
+    Attributes
+    ----------
+    formula : str
+    priors : tuple of (name, distribution)
+        The simulating priors (``("beta", "normal(0, 2)")``, ...): every one of beta, tau,
+        sigma and, for correlated terms, Omega.
+    n, groups, x_low, x_high
+        The design, as for :func:`hierlin_stan.simulate_stan`: numeric predictors drawn
+        U(x_low, x_high) anew for each simulation, groups of the given sizes.
+    engine : str
+    """
+
+    formula: str
+    priors: tuple[tuple[str, str], ...]
+    n: int | None = None
+    groups: int | tuple[int, ...] | None = (5,) * 8
+    x_low: float = 0.0
+    x_high: float = 10.0
+    engine: str = "auto"
+
+    def dataset(self, seed: int) -> Any:
+        """One simulated DataFrame (truth in ``attrs["hierlin_truth"]``) for ``seed``."""
+        from ..samplers.stan import simulate_stan
+
+        groups = list(self.groups) if isinstance(self.groups, tuple) else self.groups
+        return simulate_stan(1, formula=self.formula, n=self.n, groups=groups, x_low=self.x_low, x_high=self.x_high,
+                             from_prior=True, priors=dict(self.priors), seed=seed, engine=self.engine)[0]
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-able description (used to check that a resumed run is the same run)."""
+        return {"formula": self.formula, "priors": dict(self.priors), "n": self.n,
+                "groups": list(self.groups) if isinstance(self.groups, tuple) else self.groups,
+                "x_low": self.x_low, "x_high": self.x_high}
+
+
 # ----------------------------------------------------------------- backend
 @dataclasses.dataclass(frozen=True)
 class SBCBackend:
@@ -159,19 +213,23 @@ class SBCBackend:
     sampler : str or callable
         A name in :data:`SBC_SAMPLERS`, or ``f(dataset, seed) -> InferenceData``
         (picklable, i.e. a module-level function, to run in worker processes).
-    priors : Priors
+    priors : Priors or tuple of (name, distribution)
         Priors of the inference (equal to the simulating ones for a valid SBC;
-        different ones show what miscalibration looks like).
+        different ones show what miscalibration looks like); for a formula its
+        distributions by name.
     settings : tuple of (name, value)
         Sampler settings (chains, draws, warmup, thin, ...).
     engine : str
         Stan engine.
+    formula : str, optional
+        Fit this formula's model (the sampler runs with ``formula=``).
     """
 
     sampler: str | Callable[..., Any]
-    priors: Priors
+    priors: Any
     settings: tuple[tuple[str, Any], ...] = ()
     engine: str = "auto"
+    formula: str | None = None
 
     @property
     def name(self) -> str:
@@ -188,12 +246,19 @@ class SBCBackend:
 
         spec = SAMPLERS[self.sampler]
         settings = {"keep_b": False, **dict(self.settings)}
+        if self.formula is not None:
+            return run_sampler(spec, dataset, seed, dict(self.priors), self.engine, show_progress=False,
+                               formula=self.formula, **settings)
         return run_sampler(spec, dataset, seed, self.priors, self.engine, show_progress=False, **settings)
 
     def describe(self) -> dict[str, Any]:
         """JSON-able description (used to check that a resumed run is the same run)."""
-        return {"sampler": self.name, "fit_priors": dataclasses.asdict(self.priors),
-                "settings": {k: v for k, v in self.settings}, "engine": self.engine}
+        priors = dict(self.priors) if self.formula is not None else dataclasses.asdict(self.priors)
+        out = {"sampler": self.name, "fit_priors": priors, "settings": {k: v for k, v in self.settings},
+               "engine": self.engine}
+        if self.formula is not None:
+            out["formula"] = self.formula
+        return out
 
 
 # ------------------------------------------------------------ one simulation
@@ -203,9 +268,10 @@ class SimTask:
 
     k: int
     seed: int
-    generator: SBCGenerator
+    generator: SBCGenerator | FormulaSBCGenerator
     backend: SBCBackend
     n_ranks: int
+    params: tuple[str, ...] = PARAMS
 
 
 def run_simulation(task: SimTask) -> dict[str, Any]:
@@ -223,11 +289,12 @@ def run_simulation(task: SimTask) -> dict[str, Any]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             dataset = task.generator.dataset(sim_seed)
-            record["truth"] = dict(dataset.truth)
+            truth = _truth_of(dataset, task.params)
+            record["truth"] = truth
             stage = "fit"
             idata = task.backend.fit(dataset, fit_seed)
             stage = "rank"
-            record.update(rank_record(idata, dataset.truth, task.n_ranks))
+            record.update(rank_record(idata, truth, task.n_ranks, params=task.params))
             record["engine"] = str(idata.attrs.get("engine", "numpy"))
         record["status"] = "ok"
         record["error"] = None
@@ -243,13 +310,26 @@ def run_simulation(task: SimTask) -> dict[str, Any]:
     return record
 
 
-def _init_worker(engine: str, program: str | None) -> None:
+def _truth_of(dataset: Any, params: Sequence[str]) -> dict[str, float]:
+    """True values by ranked scalar: a Dataset's ``truth``, or a formula's (``attrs["hierlin_truth"]``) flattened."""
+    truth = getattr(dataset, "truth", None)
+    if isinstance(truth, Mapping) and all(p in truth for p in params):
+        return {p: float(truth[p]) for p in params}
+    attrs = getattr(dataset, "attrs", {}) or {}
+    raw = attrs.get("hierlin_truth")
+    if raw is None:
+        raise ValueError("the simulated dataset carries no true values (no .truth, no attrs['hierlin_truth'])")
+    flat = flat_truth(raw, list(raw["beta"]), list(raw["tau"]), any(p.startswith("Omega[") for p in params))
+    return {p: flat[p] for p in params}
+
+
+def _init_worker(engine: str, programs: tuple[str, ...]) -> None:
     """Process-pool initializer: build (or find cached) the Stan programs once per worker."""
     warnings.simplefilter("ignore")
     from ..engines import get_engine
 
     eng = get_engine(engine, verbose=False)
-    for name in ("simulate",) + ((program,) if program else ()):
+    for name in programs:
         eng.compile(name)
 
 
@@ -257,7 +337,7 @@ def _init_worker(engine: str, program: str | None) -> None:
 def sbc(
     n_sims: int = 200,
     sampler: str | Callable[..., Any] = "stan-marginal",
-    priors: PriorsLike = "weakly_informative",
+    priors: Any = None,
     design: Mapping[str, Any] | None = None,
     seed: int = 0,
     executor: Any = "pool",
@@ -265,12 +345,13 @@ def sbc(
     out: str | os.PathLike[str] | None = None,
     n_ranks: int = 99,
     sampler_settings: Mapping[str, Any] | None = None,
-    fit_priors: PriorsLike = None,
+    fit_priors: Any = None,
     engine: str = "auto",
     scheduler: Any = None,
     retry_failed: bool = False,
     overwrite: bool = False,
     show_progress: bool = True,
+    formula: str | None = None,
 ) -> "SBCResult":
     """Run simulation-based calibration.
 
@@ -279,12 +360,17 @@ def sbc(
     n_sims : int
         K, the number of simulations (>= 200 for a real check; fewer for a smoke run).
     sampler : str or callable
-        A name in :data:`SBC_SAMPLERS` (default ``"stan-marginal"``), or a picklable
-        ``f(dataset, seed) -> InferenceData``.
+        A name in :data:`SBC_SAMPLERS` (default ``"stan-marginal"``; for a formula
+        :data:`SBC_FORMULA_SAMPLERS`), or a picklable ``f(dataset, seed) -> InferenceData``.
     priors : None, str, mapping or Priors
         Simulating priors, used for inference too unless ``fit_priors`` is given.
         Default ``"weakly_informative"``. Diffuse priors (such as the notebook's)
-        trigger a warning: SBC needs proper, moderate priors.
+        trigger a warning: SBC needs proper, moderate priors. For a formula a mapping of
+        distributions covering beta, tau, sigma and (``|`` terms) Omega, e.g.
+        ``{"beta": "normal(0, 2)", "tau": "halfnormal(1)", "sigma": "halfnormal(1)",
+        "Omega": "lkj(2)"}`` (per-term keys such as ``"beta[x]"`` allowed); default
+        :data:`DEFAULT_FORMULA_PRIORS`. The data-scaled defaults of a fit cannot be
+        simulated from, so every parameter needs a prior here.
     design : mapping, optional
         ``n``, ``groups``, ``x_low``, ``x_high`` as for :func:`hierlin_stan.simulate_stan`;
         default :data:`DEFAULT_DESIGN` (40 points in 8 groups of 5).
@@ -307,7 +393,8 @@ def sbc(
         chains x 500 draws, 500 warm-up). Checked before any simulation runs.
     fit_priors : optional
         Priors of the inference when they should differ from the simulating ones
-        (to see miscalibration). Default: ``priors``.
+        (to see miscalibration). Default: ``priors``. For a formula a mapping laid over
+        ``priors`` (e.g. ``{"sigma": "halfnormal(0.1)"}`` changes sigma's prior only).
     engine : {"auto", "cmdstan", "pystan"}
         Stan engine (simulation and Stan samplers).
     scheduler : str or distributed.Client, optional
@@ -319,6 +406,12 @@ def sbc(
         Discard the records in ``out`` when its settings differ, instead of raising.
     show_progress : bool
         A progress bar over simulations.
+    formula : str, optional
+        Calibrate on this formula's model, e.g. ``"y ~ x + (1 + x | g)"``: datasets are
+        simulated with ``glm_simulate.stan`` (:func:`hierlin_stan.simulate_stan` with
+        ``formula=``, ``from_prior=True``) on ``design`` (default 8 groups of 5, each
+        numeric predictor U(0, 10), drawn anew per simulation), and every beta, tau, sigma
+        and correlation of Omega is ranked.
 
     Returns
     -------
@@ -335,18 +428,24 @@ def sbc(
     if n_ranks < 9:
         raise ValueError(f"n_ranks={n_ranks} is too small to test uniformity; use at least 9 (default 99)")
     seed = resolve_seed(seed)
-    prior = resolve_priors(priors)
-    fit_prior = prior if fit_priors is None else resolve_priors(fit_priors)
-    problems = diffuse_prior_problems(prior)
-    if problems:
-        warnings.warn(
-            "SBC needs proper, moderate priors, but these are diffuse: " + "; ".join(problems)
-            + ". Simulated datasets then span absurd scales and ranks say little about the sampler. "
-            "Use priors='weakly_informative' (CLI: --priors weakly_informative) or a Priors(...) on the scale of your data.",
-            UserWarning, stacklevel=2,
-        )
-    generator = _make_generator(design, prior, engine)
-    backend = _make_backend(sampler, fit_prior, sampler_settings, engine)
+    if formula is not None:
+        generator, backend, params = _formula_parts(formula, design, priors, fit_priors, sampler, sampler_settings,
+                                                    engine)
+    else:
+        prior = resolve_priors("weakly_informative" if priors is None else priors)
+        fit_prior = prior if fit_priors is None else resolve_priors(fit_priors)
+        problems = diffuse_prior_problems(prior)
+        if problems:
+            warnings.warn(
+                "SBC needs proper, moderate priors, but these are diffuse: " + "; ".join(problems)
+                + ". Simulated datasets then span absurd scales and ranks say little about the sampler. "
+                "Use priors='weakly_informative' (CLI: --priors weakly_informative) or a Priors(...) on the scale of "
+                "your data.",
+                UserWarning, stacklevel=2,
+            )
+        generator = _make_generator(design, prior, engine)
+        backend = _make_backend(sampler, fit_prior, sampler_settings, engine)
+        params = PARAMS
     _check_enough_draws(backend, n_ranks)
     kind, client = _check_executor(executor, scheduler)
     if n_jobs is None:
@@ -354,6 +453,8 @@ def sbc(
     n_jobs = _positive_int(n_jobs, "n_jobs")
     config = {"format": FORMAT_VERSION, "seed": seed, "n_ranks": n_ranks,
               "generator": generator.describe(), "backend": backend.describe()}
+    if formula is not None:
+        config["params"] = list(params)
 
     store = _RecordStore(Path(out), config, overwrite) if out is not None else None
     start = time.perf_counter()
@@ -361,7 +462,7 @@ def sbc(
         done = store.read() if store else {}
         todo = [k for k in range(n_sims)
                 if k not in done or (retry_failed and done[k].get("status") != "ok")]
-        tasks = [SimTask(k, seed, generator, backend, n_ranks) for k in todo]
+        tasks = [SimTask(k, seed, generator, backend, n_ranks, tuple(params)) for k in todo]
         records = {k: done[k] for k in range(n_sims) if k in done}
         bar = _progress(len(tasks), f"SBC {backend.name}", show_progress)
         try:
@@ -432,11 +533,15 @@ def _make_generator(design: Mapping[str, Any] | None, prior: Priors, engine: str
     return SBCGenerator(prior, spec["n"], groups, float(spec["x_low"]), float(spec["x_high"]), engine)
 
 
-def _make_backend(sampler: Any, prior: Priors, settings: Mapping[str, Any] | None, engine: str) -> SBCBackend:
+def _make_backend(sampler: Any, prior: Any, settings: Mapping[str, Any] | None, engine: str,
+                  formula: str | None = None) -> SBCBackend:
     if callable(sampler):
-        return SBCBackend(sampler, prior, tuple(sorted((settings or {}).items())), engine)
-    if sampler not in SBC_SAMPLERS:
-        raise ValueError(f"sampler={sampler!r} cannot be calibrated here; choose one of {list(SBC_SAMPLERS)} "
+        return SBCBackend(sampler, prior, tuple(sorted((settings or {}).items())), engine, formula)
+    allowed_samplers = SBC_SAMPLERS if formula is None else SBC_FORMULA_SAMPLERS
+    if sampler not in allowed_samplers:
+        formula_only = formula is None and sampler in SBC_FORMULA_SAMPLERS
+        hint = " (it runs formulas only: give formula=...)" if formula_only else ""
+        raise ValueError(f"sampler={sampler!r} cannot be calibrated here{hint}; choose one of {list(allowed_samplers)} "
                          "or pass a function f(dataset, seed) -> InferenceData")
     from ..samplers.registry import SAMPLERS
 
@@ -458,7 +563,77 @@ def _make_backend(sampler: Any, prior: Priors, settings: Mapping[str, Any] | Non
         controls = NutsControls.from_settings(merged, chains=merged.get("chains", spec.chains))
         # as checked (e.g. metric 'dense_e' -> 'dense'), so that a resumed run compares equal
         merged.update({k: v for k, v in controls.describe().items() if k in merged and k != "inits"})
-    return SBCBackend(sampler, prior, tuple(sorted(merged.items())), engine)
+    return SBCBackend(sampler, prior, tuple(sorted(merged.items())), engine, formula)
+
+
+def _formula_parts(formula: str, design: Mapping[str, Any] | None, priors: Any, fit_priors: Any, sampler: Any,
+                   settings: Mapping[str, Any] | None, engine: str
+                   ) -> tuple[FormulaSBCGenerator, SBCBackend, tuple[str, ...]]:
+    """Generator, backend and ranked scalars of a formula's SBC, every argument checked before anything runs."""
+    from ..engines import ENGINES
+    from ..model.design import build_spec
+    from ..model.formula import parse_formula
+    from ..model.glm_priors import PriorError, resolve_glm_priors
+    from ..model.glm_simulate import simulation_frame
+
+    form = parse_formula(formula)
+    spec = dict(DEFAULT_DESIGN)
+    if design is not None:
+        if not isinstance(design, Mapping):
+            raise ValueError(f"design={design!r} must be a mapping with keys {sorted(DEFAULT_DESIGN)}")
+        unknown = sorted(set(design) - set(DEFAULT_DESIGN))
+        if unknown:
+            raise ValueError(f"design has unknown key(s) {unknown}; use {sorted(DEFAULT_DESIGN)}")
+        if "n" in design and "groups" not in design:
+            spec["groups"] = None
+        spec.update(design)
+    for name in ("x_low", "x_high"):
+        if not isinstance(spec[name], numbers.Real) or not math.isfinite(spec[name]):
+            raise ValueError(f"design {name}={spec[name]!r} must be a finite number")
+    if not spec["x_high"] > spec["x_low"]:
+        raise ValueError(f"design x_high={spec['x_high']} must be greater than x_low={spec['x_low']}")
+    if engine not in ENGINES:
+        raise ValueError(f"engine={engine!r} is unknown; use one of {list(ENGINES)}")
+    groups = spec["groups"]
+    if groups is not None and not isinstance(groups, numbers.Integral):
+        groups = tuple(int(g) for g in groups)
+    # the terms of the design, from one simulated frame (validates n, groups and the formula's columns)
+    frame = simulation_frame(form, None, spec["n"], list(groups) if isinstance(groups, tuple) else groups,
+                             spec["x_low"], spec["x_high"], np.random.default_rng(0))
+    dspec = build_spec(form, frame)
+    sim_priors = dict(DEFAULT_FORMULA_PRIORS if priors is None else _prior_mapping(priors, "priors"))
+    if not dspec.q:
+        sim_priors = {k: v for k, v in sim_priors.items() if not str(k).startswith(("tau", "Omega"))}
+    correlated = bool(dspec.correlated and dspec.q > 1)
+    needed = ["beta", "sigma"] + (["tau"] if dspec.q else []) + (["Omega"] if correlated else [])
+    missing = [k for k in needed if not any(str(key).split("[")[0] == k for key in sim_priors)]
+    if missing:
+        raise ValueError(f"priors for a formula's SBC must give {missing} too (data-scaled defaults cannot be "
+                         f"simulated from), e.g. priors={DEFAULT_FORMULA_PRIORS}")
+    fit = {**sim_priors, **(_prior_mapping(fit_priors, "fit_priors") if fit_priors is not None else {})}
+    summary = {"n": 1, "y_mean": 0.0, "y_sd": 1.0, "x_mean": np.zeros(dspec.p), "x_sd": np.ones(dspec.p),
+               "z_sd": np.ones(dspec.q)}
+    for what, mapping in (("priors", sim_priors), ("fit_priors", fit)):
+        try:
+            resolve_glm_priors(mapping, dspec.term_names, dspec.group_term_names, summary)
+        except PriorError as err:
+            raise ValueError(f"{what}: {err}") from None
+    params = tuple(flat_truth({"beta": dict.fromkeys(dspec.term_names, 0.0),
+                               "tau": dict.fromkeys(dspec.group_term_names, 0.0), "sigma": 0.0,
+                               "Omega": np.eye(dspec.q)}, dspec.term_names, dspec.group_term_names, correlated))
+    generator = FormulaSBCGenerator(formula, tuple(sorted((str(k), str(v)) for k, v in sim_priors.items())),
+                                    spec["n"], groups, float(spec["x_low"]), float(spec["x_high"]), engine)
+    backend = _make_backend(sampler, tuple(sorted((str(k), str(v)) for k, v in fit.items())), settings, engine,
+                            formula)
+    return generator, backend, params
+
+
+def _prior_mapping(value: Any, what: str) -> dict[str, str]:
+    """A formula's priors as {name: distribution text}; a notebook preset or Priors is refused, naming the fix."""
+    if isinstance(value, Mapping):
+        return {str(k): str(v) for k, v in value.items()}
+    raise ValueError(f"{what}={value!r}: a formula's priors are a mapping of distributions, e.g. "
+                     f"{DEFAULT_FORMULA_PRIORS} (the presets and Priors(...) belong to the notebook's model)")
 
 
 def _check_enough_draws(backend: SBCBackend, n_ranks: int) -> None:
@@ -500,19 +675,22 @@ def _execute(tasks: list[SimTask], kind: str, client: Any, n_jobs: int, engine: 
     """Yield records as simulations finish."""
     if not tasks:
         return
-    program = None
+    prefix = "" if backend.formula is None else "glm_"
+    programs: tuple[str, ...] = (f"{prefix}simulate",)
     if isinstance(backend.sampler, str):
         from ..samplers.registry import SAMPLERS
 
         spec = SAMPLERS[backend.sampler]
-        program = spec.parameterization if spec.family == "stan" else None
+        if spec.family == "stan":
+            programs += (f"{prefix}{spec.parameterization}",)
     if kind == "pool":
-        yield from _execute_pool(tasks, n_jobs, engine, program)
+        yield from _execute_pool(tasks, n_jobs, engine, programs)
     else:
         yield from _execute_dask(tasks, client, n_jobs)
 
 
-def _execute_pool(tasks: list[SimTask], n_jobs: int, engine: str, program: str | None) -> Iterator[dict[str, Any]]:
+def _execute_pool(tasks: list[SimTask], n_jobs: int, engine: str, programs: tuple[str, ...]
+                  ) -> Iterator[dict[str, Any]]:
     if n_jobs == 1 or len(tasks) == 1:
         for task in tasks:
             yield run_simulation(task)
@@ -523,7 +701,7 @@ def _execute_pool(tasks: list[SimTask], n_jobs: int, engine: str, program: str |
     # spawn, not fork: the parent may hold httpstan's sampling pool and threads.
     pool = concurrent.futures.ProcessPoolExecutor(
         max_workers=min(n_jobs, len(tasks)), mp_context=mp.get_context("spawn"),
-        initializer=_init_worker, initargs=(engine, program),
+        initializer=_init_worker, initargs=(engine, programs),
     )
     completed = False
     try:
@@ -739,6 +917,11 @@ class SBCResult:
         return int(self.config["n_ranks"])
 
     @property
+    def params(self) -> list[str]:
+        """The ranked scalars: a, mu_b, sigma_b, eps, or a formula's beta[...], tau[...], sigma, Omega[...]."""
+        return list(self.config.get("params", PARAMS))
+
+    @property
     def ok(self) -> list[dict[str, Any]]:
         """Records of the simulations that finished."""
         return [r for r in self.records if r.get("status") == "ok"]
@@ -753,7 +936,7 @@ class SBCResult:
     @property
     def ranks(self) -> pd.DataFrame:
         """Ranks (0..L), one row per finished simulation, one column per parameter."""
-        frame = pd.DataFrame([{**{"sim": r["sim"]}, **r["ranks"]} for r in self.ok], columns=["sim", *PARAMS])
+        frame = pd.DataFrame([{**{"sim": r["sim"]}, **r["ranks"]} for r in self.ok], columns=["sim", *self.params])
         return frame.set_index("sim").astype(int)
 
     @property
@@ -762,10 +945,10 @@ class SBCResult:
         rows = []
         for r in self.ok:
             row: dict[str, Any] = {"sim": r["sim"], "sim_seed": r["sim_seed"], "fit_seed": r["fit_seed"]}
-            for p in PARAMS:
+            for p in self.params:
                 row[f"true_{p}"] = r["truth"][p]
                 row[f"rank_{p}"] = r["ranks"][p]
-            for p in PARAMS:
+            for p in self.params:
                 row[f"mean_{p}"] = r["post_mean"][p]
                 row[f"sd_{p}"] = r["post_sd"][p]
                 row[f"z_{p}"] = r["z"][p]
@@ -802,5 +985,7 @@ class SBCResult:
         }
 
     def title(self) -> str:
-        """One line naming sampler, priors and K."""
-        return f"SBC of {self.config['backend']['sampler']}: K = {len(self.ok)} simulations, L = {self.n_ranks}"
+        """One line naming sampler, model and K."""
+        formula = self.config["generator"].get("formula")
+        model = f" on {formula}" if formula else ""
+        return f"SBC of {self.config['backend']['sampler']}{model}: K = {len(self.ok)} simulations, L = {self.n_ranks}"
