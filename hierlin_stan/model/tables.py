@@ -106,7 +106,6 @@ def _read_parquet(path: Path, columns: list[str]) -> pd.DataFrame:
 
 def _read_csv(path: Path, columns: list[str]) -> pd.DataFrame:
     import pyarrow as pa
-    import pyarrow.csv as pcsv
 
     delimiter = "\t" if ".tsv" in path.name.lower() else ","
     try:
@@ -125,8 +124,6 @@ def _read_csv(path: Path, columns: list[str]) -> pd.DataFrame:
         # Column types that change far into the file (a number column holding text
         # later): let pandas read it, in chunks, then name the bad value elsewhere.
         pass
-    import pandas as pd  # noqa: F811
-
     parts = [_compact(chunk) for chunk in pd.read_csv(path, usecols=columns, sep=delimiter, chunksize=1_000_000,
                                                        low_memory=False)]
     return _concat_compact(parts, columns)
@@ -154,8 +151,6 @@ def _stream_csv(path: Path, columns: list[str], delimiter: str) -> pd.DataFrame:
                 col = pc.dictionary_encode(col)
             chunks.setdefault(name, []).append(col)
     if not chunks:
-        import pandas as pd  # noqa: F811
-
         return pd.DataFrame({c: [] for c in columns})
     table = pa.table({name: pa.chunked_array(parts).unify_dictionaries()
                       if pa.types.is_dictionary(parts[0].type) else pa.chunked_array(parts)
