@@ -1,7 +1,8 @@
 """Per-group sums on Dask: the same sums and posterior as in memory, one clear error per bad input.
 
 Every test runs on a real ``distributed`` LocalCluster (two worker threads, reachable over
-TCP: fast to start).
+TCP: fast to start); the CLI test starts the LocalCluster of ``--dask`` (worker
+processes) as a user would.
 """
 
 from __future__ import annotations
@@ -132,7 +133,7 @@ def test_parquet_glob_reads_only_the_formula_columns_and_matches(client, tmp_pat
         assert on_dask.source == str(source) and on_dask.sums_info["sums_partitions"] >= 5
         assert on_dask.sums_info["sums_scheduler"] == address
     assert len(client.scheduler_info()["workers"]) == 2  # the Client made for the address is gone, the cluster stays
-    with pytest.raises(DataError, match="is a glob pattern.*scheduler='local'"):
+    with pytest.raises(DataError, match="is a glob pattern.*scheduler='local'.*--dask"):
         design(str(tmp_path / "data" / "*.parquet"), FORMULA)
 
 
@@ -274,6 +275,36 @@ def test_dask_fit_gives_the_in_memory_posterior(client):
     one = hs.fit(dd.from_pandas(df, npartitions=1), "marginal", **kw)
     for name in ("beta", "sigma", "tau", "Omega", "u"):
         assert np.array_equal(one.posterior[name].values, in_memory.posterior[name].values), name
+
+
+@pytest.mark.slow
+def test_cli_fits_a_parquet_glob_on_a_local_cluster(tmp_path):
+    df = grouped_rows(seed=6, n=2000, n_groups=30)
+    write_parts(df, tmp_path / "data", 4)
+    out = tmp_path / "fit"
+    cmd = [sys.executable, "-m", "hierlin_stan", "fit", str(tmp_path / "data" / "*.parquet"), "--formula", FORMULA,
+           "--dask", "--out", str(out), "--seed", "2", "--quiet", "--draws", "300", "--warmup", "300"]
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "per-group sums computed with Dask: 4 partitions, 2000 rows" in run.stdout
+    assert "LocalCluster tcp://" in run.stdout
+    idata = hs.utils.az.az.from_netcdf(next(out.glob("*.nc")))
+    assert idata.attrs["sums_backend"] == "dask" and idata.attrs["sums_rows"] == 2000
+
+
+
+def test_cli_dask_mistakes_are_one_line(tmp_path, capsys):
+    from hierlin_stan.cli import main
+
+    glob = str(tmp_path / "*.parquet")
+    assert main(["fit", glob, "--formula", FORMULA, "--dask", "--scheduler", "tcp://localhost:1"]) == 2
+    assert "give --scheduler ADDRESS (an existing Dask cluster) or --dask (a LocalCluster), not both" in capsys.readouterr().err
+    assert main(["fit", glob, "--formula", FORMULA]) == 2
+    assert "is a glob pattern" in capsys.readouterr().err
+    assert main(["fit", glob, "--dask"]) == 2
+    assert "--dask goes with --formula" in capsys.readouterr().err
+    assert main(["fit", glob, "--formula", FORMULA, "--scheduler", "tcp://127.0.0.1:1"]) == 2
+    assert f"hierlin: error: no files match {glob}" in capsys.readouterr().err
 
 
 def test_an_unreachable_scheduler_is_named(tmp_path, monkeypatch):
