@@ -238,8 +238,13 @@ def test_formula_errors_are_the_in_memory_ones(client):
         hs.fit(ddf, "centered", formula=FORMULA, show_progress=False)
     with pytest.raises(ValueError, match="scheduler=.* is not understood"):
         design(ddf, FORMULA, scheduler=3)
+    with pytest.raises(ValueError, match="scheduler= goes with formula="):
+        hs.fit(hs.simulate(), scheduler="local", show_progress=False)
+    with pytest.raises(DataError, match="a pandas DataFrame is already in this process"):
+        design(df, FORMULA, scheduler=client)
 
 
+@pytest.mark.slow  # a fresh interpreter imports the package: seconds
 def test_package_imports_without_dask_and_says_how_to_get_it(tmp_path):
     code = textwrap.dedent(f"""
         import sys
