@@ -133,6 +133,10 @@ def test_parquet_glob_reads_only_the_formula_columns_and_matches(client, tmp_pat
         assert on_dask.source == str(source) and on_dask.sums_info["sums_partitions"] >= 5
         assert on_dask.sums_info["sums_scheduler"] == address
     assert len(client.scheduler_info()["workers"]) == 2  # the Client made for the address is gone, the cluster stays
+    # hs.fit takes the same scheduler= (here it stops at the parameterization, after the sums)
+    with pytest.raises(ValueError, match=r"'noncentered' needs the rows in this process, and the sums of .*\*\.parquet"):
+        hs.fit(str(tmp_path / "data" / "*.parquet"), "noncentered", formula=FORMULA, scheduler=client,
+               show_progress=False)
     with pytest.raises(DataError, match="is a glob pattern.*scheduler='local'.*--dask"):
         design(str(tmp_path / "data" / "*.parquet"), FORMULA)
 
