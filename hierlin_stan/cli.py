@@ -81,6 +81,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="the model, e.g. 'log_radon ~ floor + (1 + floor | county)' (lme4/brms syntax, one grouping "
                           "factor); without it the notebook's model of --x, --y, --group")
     fit.add_argument("--dropna", action="store_true", help="with --formula: drop rows with missing values (reported)")
+    fit.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                     help="with --formula: compute the per-group sums on this Dask scheduler (e.g. tcp://host:8786), "
+                          "then fit here; DATA may then be Parquet too big for memory: a file, folder or glob "
+                          "('data/*.parquet')")
+    fit.add_argument("--dask", action="store_true",
+                     help="with --formula: as --scheduler, on a LocalCluster of this machine started for the run")
     fit.add_argument("--x", default="x", help="CSV column of x (default x)")
     fit.add_argument("--y", default="y", help="CSV column of y (default y)")
     fit.add_argument("--group", default=None, help="CSV column of integer group labels 1..J (default: one slope per point)")
@@ -246,8 +252,9 @@ def cmd_fit(args: argparse.Namespace) -> int:
     path = Path(args.data)
     if args.formula is not None:
         return _fit_formula(args, path)
-    if args.dropna:
-        raise ValueError("--dropna goes with --formula")
+    for flag, value in (("--dropna", args.dropna), ("--scheduler", args.scheduler), ("--dask", args.dask)):
+        if value:
+            raise ValueError(f"{flag} goes with --formula")
     if path.suffix == ".json":
         dataset = Dataset.from_json(path)
     elif path.suffix == ".csv":
@@ -436,9 +443,12 @@ def _fit_formula(args: argparse.Namespace, path: Path) -> int:
         raise ValueError("--priors names the notebook's presets; with --formula give distributions with "
                          "--prior, e.g. --prior 'beta=normal(0, 10)'")
     priors = _formula_priors(args.prior)
-    out = Path(args.out) if args.out else path.with_name(path.stem + "_fit")
+    if args.scheduler and args.dask:
+        raise ValueError("give --scheduler ADDRESS (an existing Dask cluster) or --dask (a LocalCluster), not both")
+    scheduler = args.scheduler or ("local" if args.dask else None)
+    out = Path(args.out) if args.out else _default_fit_folder(path)
     check_output(out, args.force)
-    d = design(path, args.formula, dropna=args.dropna)
+    d = design(args.data, args.formula, dropna=args.dropna, scheduler=scheduler)
     truth = None
     side = truth_path(path)
     if side.is_file():
@@ -460,6 +470,17 @@ def _fit_formula(args: argparse.Namespace, path: Path) -> int:
     print(result["verdict"])
     print(f"\nwrote {out}/")
     return 0
+
+
+def _default_fit_folder(path: Path) -> Path:
+    """``<data name>_fit`` next to the data; for a glob (``data/*.parquet``), next to its folder (``data_fit``)."""
+    if not any(ch in str(path) for ch in "*?["):
+        return path.with_name(path.stem + "_fit")
+    folder = path.parent
+    while any(ch in str(folder) for ch in "*?["):
+        folder = folder.parent
+    name = (folder.resolve().name or "data") + "_fit"
+    return folder.with_name(name) if folder.name else Path(name)
 
 
 def _formula_priors(items: Sequence[str]) -> dict[str, str] | None:
