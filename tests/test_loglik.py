@@ -152,7 +152,7 @@ def test_log_likelihood_group_names_dims_and_loo():
     assert ll["y"].dims == ("chain", "draw", "obs") and ll["y"].shape == (2, 50, d.N)
     assert ll["y_group"].dims == ("chain", "draw", "group")
     assert list(ll["y_group"]["group"].values) == list(d.group_labels)
-    assert "leave-one-group-out" in idata.posterior.attrs["log_likelihood"]
+    assert "leave-one-group-out" in idata.attrs["log_likelihood"]
     assert np.isfinite(ll["y"].values).all() and np.isfinite(ll["y_group"].values).all()
     # ArviZ reads either, by name
     obs = az.loo(idata, var_name="y")

@@ -92,7 +92,7 @@ def add_log_likelihood(idata: "az.InferenceData", d: Design, which: Any = None, 
     Returns
     -------
     list of str
-        The variables written (also described in ``idata.posterior.attrs["log_likelihood"]``).
+        The variables written (also described in ``idata.attrs["log_likelihood"]``).
 
     Raises
     ------
@@ -168,5 +168,5 @@ def add_log_likelihood(idata: "az.InferenceData", d: Design, which: Any = None, 
         idata.log_likelihood = ds
     else:
         idata.add_groups({"log_likelihood": ds})
-    idata.posterior.attrs["log_likelihood"] = "; ".join(notes)
+    idata.attrs["log_likelihood"] = "; ".join(notes)
     return list(variables)
