@@ -189,6 +189,7 @@ def compare_loo(loos: Mapping[str, Any], seed: int | None = 0) -> pd.DataFrame:
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
+        warnings.filterwarnings("ignore", message="The inplace keyword")  # inside ArviZ, pandas >= 3.1
         table = az.compare(dict(loos), ic="loo", method="stacking", seed=seed)
     table.index.name = "model"
     return table

@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import html
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -59,8 +60,8 @@ def display_ranking(result: "ModelComparison", by: str | None = None) -> pd.Data
     out["stacking weight"] = [f"{w:.2f}" for w in table["weight"]]
     out["p_loo"] = [f"{p:.1f}" for p in table["p_loo"]]
     out[f"Pareto k ({UNITS[by]})"] = [
-        f"all \u2264 {result.pareto[by][n].good_k:.2f}" if result.pareto[by][n].ok
-        else f"{result.pareto[by][n].high} > {result.pareto[by][n].good_k:.2f} (max {result.pareto[by][n].max_k:.2f})"
+        f"all \u2264 {result.pareto[by][n].good_k:.3g}" if result.pareto[by][n].ok
+        else f"{result.pareto[by][n].high} > {result.pareto[by][n].good_k:.3g} (max {result.pareto[by][n].max_k:.2f})"
         for n in table.index]
     out["fit"] = [_fit_text(table.loc[n]) for n in table.index]
     out["reliable"] = table["reliable"].astype(bool)
@@ -91,7 +92,9 @@ def plot_compare(result: "ModelComparison", by: str | None = None, path: str | P
     table = result.arviz_table(by)
     n = len(table)
     fig, ax = plt.subplots(figsize=(9, 1.2 + 0.75 * n))
-    az.plot_compare(table, insample_dev=False, plot_ic_diff=True, legend=True, title=False, ax=ax, textsize=11)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The inplace keyword")  # inside ArviZ, pandas >= 3.1
+        az.plot_compare(table, insample_dev=False, plot_ic_diff=True, legend=True, title=False, ax=ax, textsize=11)
     ax.set_title(f"Models ranked by PSIS-LOO, {_BY_TITLE[by]} (log likelihood '{result.ranking(by)['likelihood'].iloc[0]}')",
                  fontsize=12)
     ax.set_xlabel("elpd_loo (log score; higher is better)")
@@ -238,7 +241,7 @@ def _pareto_table(result: "ModelComparison", by: str) -> pd.DataFrame:
     rows = {}
     for name in result.ranking(by).index:
         k = result.pareto[by][name]
-        rows[name] = {"good_k": f"{k.good_k:.2f}", f"k \u2264 good_k": k.good, "good_k < k \u2264 1": k.bad,
+        rows[name] = {"good_k": f"{k.good_k:.3g}", f"k \u2264 good_k": k.good, "good_k < k \u2264 1": k.bad,
                       "k > 1": k.very_bad, "max k": f"{k.max_k:.2f}",
                       "worst": ", ".join(f"{u} ({v:.2f})" for u, v in k.worst[:5]) or "\N{EM DASH}",
                       "reliable": k.ok}
