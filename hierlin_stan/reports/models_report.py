@@ -151,7 +151,8 @@ def plot_pareto_k(result: "ModelComparison", by: str | None = None, path: str | 
     return axes
 
 
-_TABLE_CSS = "<style>.models-table { overflow-x: auto; } .models-table td { white-space: nowrap; }</style>"
+_TABLE_CSS = ("<style>.models-table { overflow-x: auto; } .models-table td { white-space: nowrap; } "
+              ".models-table td:nth-child(2), .models-table th:nth-child(2) { text-align: left; }</style>")
 
 
 def _ranking_html(result: "ModelComparison", by: str) -> str:

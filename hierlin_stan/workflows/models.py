@@ -268,7 +268,9 @@ def headline(result: ModelComparison) -> list[tuple[str, bool | None]]:
     else:
         why = (f"the simplest model ({int(table.loc[choice, 'n_params'])} population parameters) that is not "
                f"clearly worse than {best}")
-    hedge = " To hedge, average the close models' predictions with the stacking weights." if close else ""
+    hedged = [n for n in close if table.loc[n, "weight"] >= 0.05]
+    weights = ", ".join(f"{n} {table.loc[n, 'weight']:.2f}" for n in [best] + hedged)
+    hedge = f" To hedge, average the predictions with the stacking weights ({weights})." if hedged else ""
     lines.append((f"Recommended: {choice} ({result.formulas[choice]}): {why}.{hedge}", True))
     high = [n for n in table.index if not result.pareto[by][n].ok]
     if high:
