@@ -198,26 +198,72 @@ def group_loglik(d: Design, beta: np.ndarray, sigma: np.ndarray, sigma_u: np.nda
     sigma = np.asarray(sigma, float).reshape(-1)
     n_draws, j = beta.shape[0], res.n.size
     out = np.empty((n_draws, j))
-    n = res.n.astype(float)
+    n = res.n.astype(float)[:, None]
     st = d.stats
+    c_flat = res.c.reshape(j, p * p)
+    # Work in the layout (q, q, J, s): every matrix entry is a contiguous (J, s) array, so the
+    # q x q algebra below is a few vectorised operations per entry (batched 2 x 2 linear algebra
+    # in numpy is slow); the blocks enter through matmuls.
+    if q:
+        m = st.blocks.m  # (J, q, q)
+        # K[(a, e, j), (b, c)] = M[j, a, b] M[j, e, c], so that A_j = M_j Sigma M_j' is K @ vec(Sigma)
+        kron = np.einsum("jab,jec->aejbc", m, m).reshape(q * q * j, q * q)
+        f_flat = np.swapaxes(st.blocks.f, 0, 1).reshape(q * j, p)  # rows (k, j)
+        e_t = st.e_star.T[:, :, None]  # (q, J, 1)
+        sigma_u = np.asarray(sigma_u, float)
     for sl in _blocks(n_draws, j * max(q * q, p * p, 1)):
         s2 = sigma[sl] ** 2  # (s,)
         delta = beta[sl] - st.residual.beta_star  # (s, p)
-        rss = (res.rss[None, :] - 2.0 * delta @ res.b.T
-               + np.einsum("sa,jab,sb->sj", delta, res.c, delta))
+        outer = (delta[:, :, None] * delta[:, None, :]).reshape(-1, p * p)
+        rss = res.rss[:, None] - 2.0 * res.b @ delta.T + c_flat @ outer.T  # (J, s)
         rss = np.maximum(rss, 0.0)  # round-off only: RSSperp_j >= 0
-        logdet = (n[None, :] - q) * np.log(s2)[:, None]
-        quad = rss / s2[:, None]
+        total = n * _LOG_2PI + (n - q) * np.log(s2)[None, :] + rss / s2[None, :]
         if q:
-            m = st.blocks.m
-            a = np.einsum("jab,sbc,jdc->sjad", m, np.asarray(sigma_u, float)[sl], m) + s2[:, None, None, None] * np.eye(q)
-            chol = np.linalg.cholesky(a)
-            dvec = st.e_star[None] - np.einsum("jqp,sp->sjq", st.blocks.f, delta)
-            v = np.linalg.solve(chol, dvec[..., None])[..., 0]
-            logdet = logdet + 2.0 * np.log(np.diagonal(chol, axis1=-2, axis2=-1)).sum(axis=-1)
-            quad = quad + (v * v).sum(axis=-1)
-        out[sl] = -0.5 * (n[None, :] * _LOG_2PI + logdet + quad)
+            a = (kron @ sigma_u[sl].reshape(-1, q * q).T).reshape(q, q, j, -1)
+            for k in range(q):
+                a[k, k] += s2[None, :]
+            low = _cholesky(a)
+            dvec = e_t - (f_flat @ delta.T).reshape(q, j, -1)
+            v = _forward(low, dvec)
+            for k in range(q):
+                total += 2.0 * np.log(low[k][k]) + v[k] * v[k]
+        out[sl] = -0.5 * total.T
     return out
+
+
+def _cholesky(a: np.ndarray) -> list[list[np.ndarray]]:
+    """Lower Cholesky factors of a batch of small positive-definite matrices, entry by entry.
+
+    ``a`` is (q, q, ...): entry (i, k) of every matrix of the batch is ``a[i, k]``. Returns
+    ``low[i][k]`` (i >= k), each an array of the batch's shape.
+
+    Raises
+    ------
+    numpy.linalg.LinAlgError
+        When a matrix is not positive definite.
+    """
+    q = a.shape[0]
+    low: list[list[np.ndarray]] = [[None] * q for _ in range(q)]  # type: ignore[list-item]
+    for k in range(q):
+        diag = a[k, k] - sum(low[k][i] ** 2 for i in range(k)) if k else a[k, k]
+        if not np.all(diag > 0):
+            raise np.linalg.LinAlgError("a per-group covariance sigma^2 I + M Sigma M' is not positive definite "
+                                        "(sigma = 0 in a draw?)")
+        low[k][k] = np.sqrt(diag)
+        for i in range(k + 1, q):
+            acc = a[i, k] - sum(low[i][t] * low[k][t] for t in range(k)) if k else a[i, k]
+            low[i][k] = acc / low[k][k]
+    return low
+
+
+def _forward(low: list[list[np.ndarray]], rhs: np.ndarray) -> list[np.ndarray]:
+    """L^-1 rhs for the factors of :func:`_cholesky` and ``rhs`` (q, ...): one vectorised step per entry."""
+    q = len(low)
+    v: list[np.ndarray] = []
+    for k in range(q):
+        acc = rhs[k] - sum(low[k][i] * v[i] for i in range(k)) if k else rhs[k]
+        v.append(acc / low[k][k])
+    return v
 
 
 def pointwise_loglik(d: Design, beta: np.ndarray, sigma: np.ndarray, u: np.ndarray | None) -> np.ndarray:
@@ -245,15 +291,15 @@ def pointwise_loglik(d: Design, beta: np.ndarray, sigma: np.ndarray, u: np.ndarr
     if q and u is None:
         raise ValueError("the pointwise log likelihood needs draws of the group effects u; fit with keep_u=True")
     rows = d.row_data()
+    u = None if u is None else np.asarray(u, float)
     beta = np.asarray(beta, float).reshape(-1, p)
     sigma = np.asarray(sigma, float).reshape(-1)
     n_draws = beta.shape[0]
     out = np.empty((n_draws, d.N))
     for sl in _blocks(n_draws, d.N * max(q, 1)):
         mu = beta[sl] @ rows.x.T  # (s, N)
-        if q:
-            ug = np.asarray(u, float)[sl][:, rows.codes, :]  # (s, N, q)
-            mu += np.einsum("snq,nq->sn", ug, rows.z)
+        for k in range(q):  # one gather per group term: no (s, N, q) temporary
+            mu += np.ascontiguousarray(u[sl, :, k])[:, rows.codes] * rows.z[:, k]
         sd = sigma[sl][:, None]
         resid = (rows.y[None, :] - mu) / sd
         out[sl] = -0.5 * (_LOG_2PI + resid * resid) - np.log(sd)
