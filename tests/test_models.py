@@ -191,3 +191,25 @@ def test_compare_models_arguments():
     holes.loc[[1, 7], "x"] = np.nan
     with pytest.raises(DataError, match=r"2 row\(s\) have missing values .*x: 2.*dropna=True"):
         hs.compare_models(holes, FORMULAS)
+
+
+def test_comparison_by_observation_too_large_is_refused_before_sampling(monkeypatch):
+    from hierlin_stan.workflows import models as models_mod
+
+    monkeypatch.setattr(models_mod, "MAX_COMPARE_VALUES", 10_000)  # 4 x 1000 draws x 20 rows = 80,000
+    frame = simulated("varying intercept", groups=4, n=5)
+    with pytest.raises(ValueError, match=r"by='obs' needs 4000 draws x 20 observations .* use by='group' .*"
+                                         r"fewer draws \(e\.g\. draws=125\)"):
+        hs.compare_models(frame, FORMULAS)
+
+
+def test_pooled_models_take_the_grouping_a_model_of_that_factor_would_have():
+    from hierlin_stan.model.glm import design
+    from hierlin_stan.workflows.models import _grouping
+
+    frame = simulated("varying intercept", groups=4, n=5).sample(frac=1.0, random_state=3).reset_index(drop=True)
+    pooled = {"a": design(frame, "y ~ x"), "b": design(frame, "y ~ 1")}
+    grouping = _grouping(pooled, frame, "g")
+    own = design(frame, "y ~ x + (1 | g)")
+    assert list(grouping.labels) == list(own.group_labels) == sorted(frame["g"].unique())
+    assert grouping.codes.tolist() == [list(own.group_labels).index(v) for v in frame["g"]]

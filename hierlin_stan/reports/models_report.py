@@ -242,7 +242,7 @@ def _pareto_table(result: "ModelComparison", by: str) -> pd.DataFrame:
     rows = {}
     for name in result.ranking(by).index:
         k = result.pareto[by][name]
-        rows[name] = {"good_k": f"{k.good_k:.3g}", f"k \u2264 good_k": k.good, "good_k < k \u2264 1": k.bad,
+        rows[name] = {"good_k": f"{k.good_k:.3g}", "k \u2264 good_k": k.good, "good_k < k \u2264 1": k.bad,
                       "k > 1": k.very_bad, "max k": f"{k.max_k:.2f}",
                       "worst": ", ".join(f"{u} ({v:.2f})" for u, v in k.worst[:5]) or "\N{EM DASH}",
                       "reliable": k.ok}
@@ -315,7 +315,7 @@ def write_models(result: "ModelComparison", out: str | Path, force: bool = False
             Section("Pareto k diagnostics",
                     paragraphs=["Can the importance-sampling estimate be trusted, unit by unit? Counts per model "
                                 "in ArviZ's bins, the worst units, and every unit's k below."]
-                               + ([f"What to do about high k: {pareto_advice(by)}"]
+                               + ([f"What to do about high k: {pareto_advice(by)[0].lower()}{pareto_advice(by)[1:]}"]
                                   if any(not k.ok for k in result.pareto[by].values()) else []),
                     tables=[("", _pareto_table(result, by))],
                     figures=[("Pareto k per unit and model.", folder / "pareto_k.png")],
