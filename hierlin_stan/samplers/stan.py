@@ -45,6 +45,7 @@ def fit(
     formula: str | None = None,
     dropna: bool = False,
     scheduler: Any = None,
+    log_likelihood: Any = None,
 ) -> "az.InferenceData":
     """Fit a hierarchical linear regression with Stan's NUTS.
 
@@ -74,6 +75,11 @@ def fit(
         be Parquet files too large for memory: a file, a folder or a glob
         (``"data/*.parquet"``). A Dask DataFrame uses the current Client without it.
         See :func:`hierlin_stan.design`.
+    log_likelihood : None, bool, str or list of str
+        (formula) the ``log_likelihood`` group for LOO: ``y`` per observation given the
+        group effects, ``y_group`` per group with them integrated out (leave-one-group-out).
+        Default: both, each while it holds at most 5e6 numbers (a warning says when one is
+        left out); ``True`` both at any size, ``False`` none, or the names wanted.
     engine : {"auto", "cmdstan", "pystan"}
         ``auto``: CmdStan if cmdstanpy finds it, else PyStan; the choice is
         printed and stored in ``idata.attrs["engine"]``.
@@ -128,10 +134,14 @@ def fit(
         return fit_formula(dataset, formula, parameterization, engine=engine, chains=chains, draws=draws,
                            warmup=warmup, seed=seed, priors=priors, thin=thin, keep_u=keep_b, dropna=dropna,
                            show_progress=show_progress, adapt_delta=adapt_delta, max_treedepth=max_treedepth,
-                           metric=metric, step_size=step_size, inits=inits, scheduler=scheduler)
+                           metric=metric, step_size=step_size, inits=inits, scheduler=scheduler,
+                           log_likelihood=log_likelihood)
     if scheduler is not None:
         raise ValueError("scheduler= goes with formula= (the per-group sums of a formula are what Dask computes); "
                          "e.g. hs.fit('data/*.parquet', formula='y ~ x + (1 + x | g)', scheduler='local')")
+    if log_likelihood not in (None, False):
+        raise ValueError("log_likelihood is written for formula fits; give formula='y ~ 1 + x + (0 + x | g)' "
+                         "(the notebook's model as a formula)")
     if not isinstance(dataset, Dataset):
         raise ValueError(
             f"dataset must be a hierlin_stan.Dataset (from simulate() or Dataset.from_csv()) for the notebook's "

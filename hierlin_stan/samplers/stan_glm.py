@@ -86,8 +86,17 @@ def fit_formula(
     step_size: float | None = None,
     inits: Any = None,
     scheduler: Any = None,
+    log_likelihood: Any = None,
 ) -> "az.InferenceData":
-    """Fit ``formula`` to ``data`` with Stan's NUTS; see :func:`hierlin_stan.fit`."""
+    """Fit ``formula`` to ``data`` with Stan's NUTS; see :func:`hierlin_stan.fit`.
+
+    ``log_likelihood`` chooses the ``log_likelihood`` group written after sampling
+    (:func:`hierlin_stan.samplers.log_likelihood.add_log_likelihood`): by default ``y``
+    (per observation) and ``y_group`` (per group) while each is small.
+    """
+    from .log_likelihood import add_log_likelihood, log_likelihood_choice
+
+    log_likelihood_choice(log_likelihood)  # a bad value fails before sampling
     if parameterization not in GLM_PARAMETERIZATIONS:
         raise ValueError(f"parameterization={parameterization!r} is unknown for a formula; use one of "
                          f"{list(GLM_PARAMETERIZATIONS)}")
@@ -131,7 +140,9 @@ def fit_formula(
         **controls.describe(),
         **environment_versions(),
     }
-    return glm_inference_data(raw.variables, raw.sample_stats, d, prior, {**raw.info, **attrs})
+    idata = glm_inference_data(raw.variables, raw.sample_stats, d, prior, {**raw.info, **attrs})
+    add_log_likelihood(idata, d, log_likelihood, stacklevel=3)
+    return idata
 
 
 def glm_parameters(parameterization: str, d: Design) -> dict[str, tuple[int, ...]]:
