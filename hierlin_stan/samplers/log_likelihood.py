@@ -140,7 +140,13 @@ def add_log_likelihood(idata: "az.InferenceData", d: Design, which: Any = None, 
                                                   "obs": np.arange(d.N)})
             notes.append("y: " + LOGLIK_VARIABLES["y"])
     if "y_group" in wanted:
-        if grouping is None and q == 0:
+        if d.rows is None and d.frame is None:
+            # each group's residual quadratic needs one pass over the rows, which a design
+            # summarised elsewhere (Dask) does not keep
+            if explicit:
+                raise ValueError("log_likelihood 'y_group' (per group) cannot be computed: the design keeps no "
+                                 "rows (its sums were computed elsewhere); fit data that fit in memory for LOO")
+        elif grouping is None and q == 0:
             if explicit:
                 raise ValueError(f"log_likelihood 'y_group' (per group): {d.formula.canonical!r} has no grouping "
                                  "factor; compare it through hs.compare_models(..., by='group'), which groups its "
