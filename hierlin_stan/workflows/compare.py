@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import sys
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
@@ -32,6 +31,7 @@ from ..samplers.registry import (
     check_settings,
     run_sampler,
 )
+from ..utils.progress import say
 from ..utils.seeds import resolve_seed
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -178,7 +178,7 @@ def compare(
     if dataset is None:
         dataset = simulate(seed=seed)
     if log is None:
-        log = (lambda line: print(f"hierlin: {line}", file=sys.stderr)) if show_progress else (lambda line: None)
+        log = (lambda line: say(f"hierlin: {line}")) if show_progress else (lambda line: None)
     fits: dict[str, Any] = {}
     failures: dict[str, str] = {}
     for name in names:
