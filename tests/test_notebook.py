@@ -8,6 +8,7 @@ notebook checks the plain-line progress of a kernel without ipywidgets on each e
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import sys
@@ -106,7 +107,11 @@ def test_example_notebook_runs_and_shows_verdicts_figures_and_comparison(tmp_pat
     assert "Trustworthy: Stan NUTS, marginal" in comparison[0] and "data:image/png;base64," in comparison[0]
     assert re.search(r"Not trustworthy: Metropolis \(numpy\), full posterior", comparison[0])
     # one progress display per long step: a bar per fit (2) and per sampler of the comparison (3)
-    bars = [o for o in outputs if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+    if importlib.util.find_spec("ipywidgets") is not None:
+        bars = [o for o in outputs if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+    else:
+        print("ipywidgets is not installed: the plain-line progress is checked instead of the widgets")
+        bars = [o for o in outputs if re.match(r".+ \(4 chains\): 100% ", _text(o, "text/plain"))]
     assert len(bars) == 5, [_text(o, "text/plain") for o in bars]
 
 

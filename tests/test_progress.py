@@ -157,6 +157,18 @@ def test_thread_output_goes_to_the_callback_and_the_callers_output_stays(capsys)
     assert capsys.readouterr().out == "the caller's own line\n"
 
 
+def test_overlapping_captures_leave_the_real_stdout_behind():
+    real = sys.stdout
+    first = capture_thread_output(lambda line: None)
+    second = capture_thread_output(lambda line: None)
+    first.__enter__()
+    second.__enter__()
+    first.__exit__(None, None, None)  # ends while the second still runs: sys.stdout is the second's
+    assert sys.stdout is not real
+    second.__exit__(None, None, None)
+    assert sys.stdout is real
+
+
 def test_child_process_output_is_captured_at_the_file_descriptors(capfd):
     with capture_fd_output() as captured:
         subprocess.run([sys.executable, "-c", "import sys; print('g++ says hi'); "

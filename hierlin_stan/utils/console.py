@@ -78,7 +78,9 @@ def capture_thread_output(on_line: Callable[[str], None], grace: float = 2.0) ->
     The calling thread and every thread that existed before the block print as usual.
     When the block ends by an exception (Ctrl-C), its threads get up to ``grace``
     seconds to finish printing before ``sys.stdout`` is put back, so that a stopped
-    run leaves no stray console lines behind.
+    run leaves no stray console lines behind. Blocks running at once in several
+    threads of one process each capture the threads started after them, so their
+    lines may mix (the progress of concurrent CmdStan fits in threads, not their draws).
 
     Parameters
     ----------
@@ -102,7 +104,9 @@ def capture_thread_output(on_line: Callable[[str], None], grace: float = 2.0) ->
             for thread in router.new_threads():
                 thread.join(timeout=max(0.0, end - time.monotonic()))
         router.finish()
-        if sys.stdout is router:
+        if sys.stdout is router:  # else another block replaced it meanwhile: it puts back what it found
+            while isinstance(original, _ThreadRouter) and not original.active:  # a finished block's router
+                original = original._original
             sys.stdout = original
 
 
