@@ -76,7 +76,7 @@ def table_html(frame: pd.DataFrame, row_status: str | None = None, inline: bool 
         if row_status is not None and row_status in frame.columns:
             good = bool(row[row_status])
             if inline:
-                td = f' style="background:{ROW_COLOURS[good]}"'
+                td = f' style="background:{ROW_COLOURS[good]};color:#222"'  # readable on a dark theme too
             else:
                 cls = ' class="good"' if good else ' class="bad"'
         cells = "".join(
