@@ -2,6 +2,7 @@
 
 The result classes (:class:`~hierlin_stan.checks.diagnostics.Verdict`,
 :class:`~hierlin_stan.workflows.compare.Comparison`,
+:class:`~hierlin_stan.workflows.models.ModelComparison`,
 :class:`~hierlin_stan.workflows.sbc.SBCResult`) inherit
 :class:`~hierlin_stan.utils.display.RichDisplay`; this module registers their
 renderers when :mod:`hierlin_stan.reports` is imported (which ``import hierlin_stan`` does).
@@ -9,6 +10,7 @@ renderers when :mod:`hierlin_stan.reports` is imported (which ``import hierlin_s
 * A verdict: its lines, each tag coloured ([OK] green, [WARNING] amber, [PROBLEM] red).
 * A comparison: the report's verdict sentences, its table (green rows trustworthy, red
   not) and the ESS/s bars as an inline PNG.
+* A model comparison: its verdict sentences and ranking table (green rows reliable).
 * An SBC result: calibrated or not, counts, the uniformity table (green/red rows) and
   the ECDF-difference plot as an inline PNG.
 
@@ -29,11 +31,12 @@ import pandas as pd
 from ..checks.diagnostics import Verdict
 from ..utils.display import register_display
 from ..workflows.compare import Comparison
+from ..workflows.models import ModelComparison
 from ..workflows.sbc import SBCResult
 from .html import figure_to_data_uri, table_html
 from .tables import to_markdown
 
-__all__ = ["comparison_html", "comparison_markdown", "sbc_html", "sbc_markdown", "verdict_html", "verdict_markdown"]
+__all__ = ["comparison_html", "comparison_markdown", "models_html", "models_markdown", "sbc_html", "sbc_markdown", "verdict_html", "verdict_markdown"]
 
 #: Colour of each verdict tag, and of the headline by its worst tag.
 TAG_COLOURS = {"OK": "#1b7a1b", "WARNING": "#a15c00", "PROBLEM": "#b3261e", "n/a": "#666666", "": "#444444"}
@@ -149,6 +152,43 @@ def comparison_markdown(comparison: Comparison) -> str:
     return "\n".join(lines) + "\n"
 
 
+# --------------------------------------------------------- model comparison
+def _models_intro(result: ModelComparison) -> str:
+    groups = f", {result.n_groups} groups of {result.group_factor!r}" if result.group_factor else ""
+    return f"{len(result.formulas)} models compared by PSIS-LOO on N = {result.n_obs} observations{groups}"
+
+
+def models_html(result: ModelComparison) -> str:
+    """A model comparison: the verdict sentences (coloured) and the ranking table (green rows reliable)."""
+    from .models_report import display_ranking
+
+    parts = [f'<div class="hierlin-models" style="{_BOX}">', f"<p><b>{html.escape(_models_intro(result))}</b>.</p>"]
+    items = []
+    for text, ok in result.headline():
+        colour = {True: TAG_COLOURS["OK"], False: TAG_COLOURS["PROBLEM"], None: TAG_COLOURS[""]}[ok]
+        weight = "600" if ok is not None else "normal"
+        items.append(f'<li style="color:{colour};font-weight:{weight}">{html.escape(text)}</li>')
+    parts.append(f"<ul>{''.join(items)}</ul>")
+    if result.fits:
+        parts.append('<div style="overflow-x:auto">'
+                     + table_html(display_ranking(result), "reliable", inline=True) + "</div>")
+    parts.append("<p style='color:#555'>The ArviZ compare plot, Pareto k per unit and each fit's diagnostics: "
+                 "<code>hs.write_report(result, 'folder')</code>.</p></div>")
+    return "".join(parts)
+
+
+def models_markdown(result: ModelComparison) -> str:
+    """A model comparison as Markdown: the verdict sentences and the ranking table."""
+    from .models_report import display_ranking
+
+    lines = [f"**{_md(_models_intro(result))}**", ""]
+    for text, ok in result.headline():
+        lines.append(f"- {'**[OK]** ' if ok else '**[!!]** ' if ok is False else ''}{_md(text)}")
+    if result.fits:
+        lines += ["", to_markdown(display_ranking(result))]
+    return "\n".join(lines) + "\n"
+
+
 # ---------------------------------------------------------------------- SBC
 def _sbc_plot_uri(result: SBCResult) -> str:
     """The ECDF-difference plots of ``result`` (one panel per parameter) as a PNG data URI."""
@@ -206,4 +246,5 @@ def sbc_markdown(result: SBCResult) -> str:
 
 register_display(Verdict, html=verdict_html, markdown=verdict_markdown)
 register_display(Comparison, html=comparison_html, markdown=comparison_markdown)
+register_display(ModelComparison, html=models_html, markdown=models_markdown)
 register_display(SBCResult, html=sbc_html, markdown=sbc_markdown)
