@@ -145,8 +145,11 @@ class DesignSpec:
         if self.group_factor is None:
             return np.zeros(len(frame), dtype=np.int64)
         values = frame[self.group_factor]
-        index = pd.Index(self.group_labels)
-        codes = index.get_indexer(_label_values(values))
+        labels = self.group_labels
+        if values.dtype.kind == "f" and labels.dtype.kind in "iu":
+            values = values.astype(np.int64)
+        # a categorical with our labels as categories gives the codes without Python objects
+        codes = pd.Categorical(values, categories=labels).codes.astype(np.int64)
         if (codes < 0).any():
             bad = values.iloc[int(np.flatnonzero(codes < 0)[0])]
             raise DataError(f"group label {bad!r} of column {self.group_factor!r} was not seen when the design "
@@ -313,23 +316,29 @@ def _levels(series: pd.Series) -> tuple[Any, ...]:
 
 
 def _group_labels(series: pd.Series, name: str) -> np.ndarray:
-    values = _label_values(series.dropna())
-    if values.dtype == object:
+    """The distinct labels of the grouping column, in group order (a categorical's own order, else sorted).
+
+    Works on the column without turning it into Python objects (text columns of
+    10^7 rows would cost gigabytes): pandas factorizes arrow-backed strings and
+    categoricals natively.
+    """
+    series = series.dropna()
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        used = np.zeros(len(series.cat.categories), dtype=bool)
+        used[np.unique(series.cat.codes.to_numpy())] = True
+        labels = np.asarray(series.cat.categories)[used]
+        return labels.astype(np.int64) if labels.dtype.kind == "f" and np.all(labels == np.round(labels)) else labels
+    if series.dtype == object:
         kinds = {("number" if isinstance(v, (int, float, np.integer, np.floating)) else type(v).__name__)
-                 for v in values}
+                 for v in pd.unique(series)}
         if len(kinds) > 1:
             raise DataError(f"the grouping column {name!r} mixes label types ({', '.join(sorted(kinds))}); make the "
                             "labels one type (e.g. all strings)")
-    if isinstance(series.dtype, pd.CategoricalDtype):
-        used = set(series.dropna().unique())
-        labels = [c for c in series.cat.categories if c in used]
-        return np.asarray(labels, dtype=object if not all(isinstance(v, (int, np.integer)) for v in labels) else None)
     try:
-        codes, uniques = pd.factorize(values, sort=True)
+        _, uniques = pd.factorize(series, sort=True)
     except TypeError:
-        kinds = sorted({type(v).__name__ for v in values})
-        raise DataError(f"the grouping column {name!r} mixes label types ({', '.join(kinds)}); make the labels "
-                        "one type (e.g. all strings)") from None
+        raise DataError(f"the grouping column {name!r} mixes label types; make the labels one type "
+                        "(e.g. all strings)") from None
     labels = np.asarray(uniques)
     if labels.dtype.kind == "f":
         if not np.all(labels == np.round(labels)):

@@ -22,6 +22,7 @@ import pandas as pd
 
 from .design import DataError, DesignSpec, build_spec
 from .formula import Formula, parse_formula
+from .sizes import group_sizes
 
 __all__ = ["simulate_formula", "resolve_truth", "simulation_frame", "default_truth", "inverse_response"]
 
@@ -124,23 +125,12 @@ def simulation_frame(formula: Formula, data: pd.DataFrame | None, n: int | None,
 
 
 def _sizes(n: int | None, groups: Any, formula: Formula) -> list[int]:
+    """Group sizes: as :func:`hierlin_stan.simulate` reads ``n`` and ``groups``; 10 groups by default."""
     if groups is None:
-        if formula.group is not None:
-            groups = 10
-        else:
+        if formula.group is None:
             return [100 if n is None else int(n)]
-    if isinstance(groups, numbers.Integral) and not isinstance(groups, bool):
-        total = 100 if n is None else int(n)
-        if not 1 <= groups <= total:
-            raise ValueError(f"groups={groups} must be between 1 and n={total}")
-        base, extra = divmod(total, int(groups))
-        return [base + (1 if k < extra else 0) for k in range(int(groups))]
-    sizes = [int(s) for s in groups]
-    if not sizes or min(sizes) < 1:
-        raise ValueError(f"groups={groups!r} must be a number of groups or a list of positive group sizes")
-    if n is not None and sum(sizes) != n:
-        raise ValueError(f"group sizes add up to {sum(sizes)} but n={n}; drop n or make them agree")
-    return sizes
+        groups = 10
+    return group_sizes(n, groups)
 
 
 def simulate_formula(formula: str, data: pd.DataFrame | None = None, truth: Mapping[str, Any] | None = None,

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import pandas as pd
 
 from .design import DataError
 
-__all__ = ["TableLike", "read_columns", "describe_source"]
+if TYPE_CHECKING:  # pragma: no cover
+    import pyarrow as pa
+
+__all__ = ["TableLike", "read_columns", "describe_source", "arrow_to_frame"]
 
 TableLike = Any  # pandas.DataFrame, str/PathLike to .csv/.parquet, or hierlin_stan.Dataset
 
@@ -62,6 +65,10 @@ def read_columns(data: TableLike, columns: Sequence[str]) -> pd.DataFrame:
         frame = pd.DataFrame({"x": data.x, "y": data.y, "group": data.group_labels})
         _check_present(columns, list(frame.columns), "the Dataset (columns x, y, group)")
         return frame.loc[:, columns]
+    if type(data).__module__.split(".")[0] == "dask":
+        raise DataError(f"a Dask {type(data).__name__} cannot be read into memory here: hs.fit(ddf, formula=...) "
+                        "fits it from per-group sums computed on the cluster, but this step needs the rows "
+                        "themselves; pass ddf[columns].compute() (a pandas DataFrame) if they fit in memory")
     raise DataError(f"data of type {type(data).__name__} is not understood; give a pandas DataFrame, "
                     "a CSV or Parquet path, or a hierlin_stan.Dataset")
 
@@ -98,12 +105,11 @@ def _read_parquet(path: Path, columns: list[str]) -> pd.DataFrame:
     except Exception as err:  # noqa: BLE001 - pyarrow raises several kinds
         raise DataError(f"{path} is not a readable Parquet file or folder: {err}") from None
     _check_present(columns, dataset.schema.names, str(path))
-    return dataset.to_table(columns=columns).to_pandas()
+    return arrow_to_frame(dataset.to_table(columns=columns))
 
 
 def _read_csv(path: Path, columns: list[str]) -> pd.DataFrame:
     import pyarrow as pa
-    import pyarrow.csv as pcsv
 
     delimiter = "\t" if ".tsv" in path.name.lower() else ","
     try:
@@ -117,18 +123,72 @@ def _read_csv(path: Path, columns: list[str]) -> pd.DataFrame:
     header = [c.strip().strip('"') for c in first.split(delimiter)]
     _check_present(columns, header, str(path))
     try:
-        table = pcsv.read_csv(
-            str(path),
-            parse_options=pcsv.ParseOptions(delimiter=delimiter),
-            convert_options=pcsv.ConvertOptions(include_columns=columns, strings_can_be_null=True),
-        )
-        return table.to_pandas()
+        return _stream_csv(path, columns, delimiter)
     except pa.ArrowInvalid:
         # Column types that change far into the file (a number column holding text
-        # later): let pandas read them, then name the bad value below.
+        # later): let pandas read it, in chunks, then name the bad value elsewhere.
         pass
-    frame = pd.read_csv(path, usecols=columns, sep=delimiter, low_memory=False)
-    return frame
+    parts = [_compact(chunk) for chunk in pd.read_csv(path, usecols=columns, sep=delimiter, chunksize=1_000_000,
+                                                       low_memory=False)]
+    return _concat_compact(parts, columns)
+
+
+def _stream_csv(path: Path, columns: list[str], delimiter: str) -> pd.DataFrame:
+    """Read block by block, keeping numbers as float arrays and text as dictionary codes.
+
+    Peak memory is the compact result plus one block, not the parsed file.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.csv as pcsv
+
+    reader = pcsv.open_csv(
+        str(path),
+        read_options=pcsv.ReadOptions(block_size=1 << 24),
+        parse_options=pcsv.ParseOptions(delimiter=delimiter),
+        convert_options=pcsv.ConvertOptions(include_columns=columns, strings_can_be_null=True),
+    )
+    chunks: dict[str, list] = {}
+    for batch in reader:
+        for name, col in zip(batch.schema.names, batch.columns):
+            if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+                col = pc.dictionary_encode(col)
+            chunks.setdefault(name, []).append(col)
+    if not chunks:
+        return pd.DataFrame({c: [] for c in columns})
+    table = pa.table({name: pa.chunked_array(parts).unify_dictionaries()
+                      if pa.types.is_dictionary(parts[0].type) else pa.chunked_array(parts)
+                      for name, parts in chunks.items()})
+    return arrow_to_frame(table)
+
+
+def _compact(chunk: pd.DataFrame) -> pd.DataFrame:
+    """A pandas chunk with text columns as categoricals (codes, not Python strings)."""
+    for name in chunk.columns:
+        if chunk[name].dtype == object or pd.api.types.is_string_dtype(chunk[name]):
+            chunk[name] = chunk[name].astype("category")
+    return chunk
+
+
+def _concat_compact(parts: list[pd.DataFrame], columns: list[str]) -> pd.DataFrame:
+    """Concatenate chunks, uniting the categories of text columns (sorted)."""
+    from pandas.api.types import union_categoricals
+
+    if not parts:
+        return pd.DataFrame({c: [] for c in columns})
+    out = {}
+    for name in columns:
+        cols = [p[name] for p in parts]
+        if any(isinstance(c.dtype, pd.CategoricalDtype) for c in cols):
+            cols = [c if isinstance(c.dtype, pd.CategoricalDtype) else c.astype("category") for c in cols]
+            try:
+                merged = union_categoricals(cols, sort_categories=True)
+            except TypeError:
+                merged = pd.Categorical(pd.concat([c.astype(object) for c in cols], ignore_index=True))
+            out[name] = pd.Series(merged)
+        else:
+            out[name] = pd.concat(cols, ignore_index=True)
+    return pd.DataFrame(out)
 
 
 def first_non_numeric(series: pd.Series) -> tuple[int, Any] | None:
@@ -141,3 +201,32 @@ def first_non_numeric(series: pd.Series) -> tuple[int, Any] | None:
         return None
     pos = int(np.flatnonzero(bad.to_numpy())[0])
     return pos, series.iloc[pos]
+
+
+def arrow_to_frame(table: "pa.Table") -> pd.DataFrame:
+    """A pyarrow table as a DataFrame, text columns as categoricals with sorted categories.
+
+    Text columns (group labels, categorical predictors) become dictionary-encoded
+    before conversion, so 10^7 labels cost their int32 codes rather than 10^7 Python
+    strings; each column's buffers are released as it is converted.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    columns = {}
+    for name in table.column_names:
+        col = table.column(name)
+        if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+            col = pc.dictionary_encode(col)
+        columns[name] = col
+    frame = pa.table(columns).to_pandas(self_destruct=True, split_blocks=True)
+    for name in frame.columns:
+        if isinstance(frame[name].dtype, pd.CategoricalDtype):
+            cats = frame[name].cat.categories
+            try:
+                order = sorted(cats)
+            except TypeError:
+                continue
+            if list(order) != list(cats):
+                frame[name] = frame[name].cat.reorder_categories(order)
+    return frame

@@ -264,7 +264,10 @@ def plot_partial_pooling(
         ax.xaxis.set_major_formatter(ScalarFormatter())
         ax.set_xlabel("observations in the group (log scale)")
     else:
-        ax.set_xticks([])
+        if len(labels) <= 40:
+            ax.set_xticks(xpos, [str(v) for v in labels], rotation=90 if len(labels) > 12 else 0, fontsize=8)
+        else:
+            ax.set_xticks([])
         ax.set_xlabel(f"groups, ordered by their no-pooling estimate (each has about {int(np.nanmedian(n))} observations)")
     factor = str(idata.attrs.get("group_factor", "group"))
     what = "intercept" if group_term == "Intercept" else f"coefficient of {group_term}"

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import sys
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import pandas as pd
@@ -37,6 +36,8 @@ from ..samplers.registry import (
     check_settings,
     run_sampler,
 )
+from ..utils.display import RichDisplay
+from ..utils.progress import say
 from ..utils.seeds import resolve_seed
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -54,9 +55,12 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-@dataclasses.dataclass
-class Comparison:
+@dataclasses.dataclass(repr=False)
+class Comparison(RichDisplay):
     """Fits of several samplers on one dataset, and their common yardsticks.
+
+    In Jupyter it displays as the report's verdict, its table (green rows trustworthy,
+    red not) and ESS/s bars (:mod:`hierlin_stan.reports.display`).
 
     Attributes
     ----------
@@ -80,6 +84,17 @@ class Comparison:
     priors: str
     design: Design | None = None
     formula: str | None = None
+
+    def __repr__(self) -> str:
+        failed = f", {len(self.failures)} failed ({', '.join(self.failures)})" if self.failures else ""
+        model = f" of {self.design.formula.canonical}" if self.design is not None else ""
+        return (f"Comparison({len(self.fits)} sampler(s){model} on N = {self.n_obs}: "
+                f"{', '.join(self.fits) or 'none'}{failed}; seed {self.seed})")
+
+    @property
+    def n_obs(self) -> int:
+        """The number of observations compared on (the notebook's data or the formula's rows)."""
+        return int(self.design.N) if self.design is not None else int(self.dataset.n)
 
     @functools.cached_property
     def table(self) -> pd.DataFrame:
@@ -231,7 +246,7 @@ def compare(
         if dataset is None:
             dataset = simulate(seed=seed)
     if log is None:
-        log = (lambda line: print(f"hierlin: {line}", file=sys.stderr)) if show_progress else (lambda line: None)
+        log = (lambda line: say(f"hierlin: {line}")) if show_progress else (lambda line: None)
     fits: dict[str, Any] = {}
     failures: dict[str, str] = {}
     for name in names:

@@ -67,6 +67,7 @@ import pandas as pd
 
 from ..checks.calibration import PARAMS, default_bins, ecdf_band, flat_truth, rank_record, uniformity
 from ..model.priors import Priors, resolve_priors
+from ..utils.display import RichDisplay
 from ..utils.files import atomic_path, write_text_atomic
 from ..utils.checks import positive_int as _positive_int
 from ..utils.seeds import MAX_SEED, resolve_seed
@@ -871,8 +872,10 @@ def _jsonable(value: Any) -> Any:
 
 
 # ------------------------------------------------------------------ result
-class SBCResult:
+class SBCResult(RichDisplay):
     """Records of an SBC run, their ranks and uniformity tests.
+
+    In Jupyter it displays as its uniformity table and ECDF plot (:mod:`hierlin_stan.reports.display`).
 
     Attributes
     ----------
@@ -986,6 +989,6 @@ class SBCResult:
 
     def title(self) -> str:
         """One line naming sampler, model and K."""
-        formula = self.config["generator"].get("formula")
+        formula = self.config.get("generator", {}).get("formula")
         model = f" on {formula}" if formula else ""
         return f"SBC of {self.config['backend']['sampler']}{model}: K = {len(self.ok)} simulations, L = {self.n_ranks}"
