@@ -189,8 +189,8 @@ def headline(comparison: "Comparison", assessment: pd.DataFrame | None = None) -
         ratio = comparison.speedup(fast, slow)
         note = ""
         if not bool(judged.loc[slow, "trustworthy"]):
-            note = (" Its chains have not converged, so its ESS is itself unreliable: "
-                    "the ratio is an order of magnitude, not a measurement.")
+            note = (f" It is not trustworthy here ({judged.loc[slow, 'problems']}), so its ESS is itself "
+                    "unreliable: the ratio is an order of magnitude, not a measurement.")
         if slow == RATIO_SLOW_BAMBI and prior_differences(comparison, slow):
             note += f" bambi's model is not quite ours: {prior_differences(comparison, slow)}."
         ratio_text = f"a ratio of {ratio:,.0f} to 1" if math.isfinite(ratio) and ratio >= 10 else f"a ratio of {ratio:.3g}"
@@ -333,8 +333,11 @@ def _posteriors_note(comparison: "Comparison") -> str:
     if comparison.design is None:
         return note + (" (eps = 0 sits on the boundary of its prior: with one slope per point the data cannot tell "
                        "a small eps from 0, so its posterior is wide however well it is sampled).")
-    return note + (", when the data were simulated. A sampler whose model differs (bambi has no Omega) is left out "
-                   "of the panels it does not have.")
+    d = comparison.design
+    if d.correlated and d.q > 1 and "bambi" in comparison.fits:
+        return note + (", when the data were simulated. A sampler whose model differs (bambi has no Omega) is left "
+                       "out of the panels it does not have.")
+    return note + ", when the data were simulated."
 
 
 def _what_ran(comparison: "Comparison") -> str:
