@@ -28,6 +28,7 @@ from .samplers.logdensity import Target
 from .samplers.metropolis import metropolis
 from .samplers.stan import fit, simulate_stan
 from .workflows.compare import compare
+from .workflows.models import ModelComparison, compare_models
 from .workflows.sbc import sbc
 
 __all__ = [
@@ -37,9 +38,11 @@ __all__ = [
     "Dataset",
     "Design",
     "EngineError",
+    "ModelComparison",
     "Priors",
     "Target",
     "compare",
+    "compare_models",
     "cross_check",
     "design",
     "diagnostics",

@@ -1,4 +1,4 @@
-"""The ``hierlin`` command line: demo, simulate, fit, bench, install-cmdstan, ..."""
+"""The ``hierlin`` command line: demo, simulate, fit, compare, models, sbc, bench, install-cmdstan."""
 
 from __future__ import annotations
 
@@ -81,6 +81,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="the model, e.g. 'log_radon ~ floor + (1 + floor | county)' (lme4/brms syntax, one grouping "
                           "factor); without it the notebook's model of --x, --y, --group")
     fit.add_argument("--dropna", action="store_true", help="with --formula: drop rows with missing values (reported)")
+    fit.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                     help="with --formula: compute the per-group sums on this Dask scheduler (e.g. tcp://host:8786), "
+                          "then fit here; DATA may then be Parquet too big for memory: a file, folder or glob "
+                          "('data/*.parquet')")
+    fit.add_argument("--dask", action="store_true",
+                     help="with --formula: as --scheduler, on a LocalCluster of this machine started for the run")
     fit.add_argument("--x", default="x", help="CSV column of x (default x)")
     fit.add_argument("--y", default="y", help="CSV column of y (default y)")
     fit.add_argument("--group", default=None, help="CSV column of integer group labels 1..J (default: one slope per point)")
@@ -101,6 +107,34 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--quiet", action="store_true", help="no progress bars or progress lines")
     _add_nuts_args(cmp, "of every stan-* sampler run")
     cmp.set_defaults(func=cmd_compare, seed=DEMO_SEED)
+
+    models = sub.add_parser("models", help="which model? fit several formulas to one dataset, compare them by PSIS-LOO")
+    models.add_argument("data", help="a .csv or .parquet file")
+    models.add_argument("--formula", action="append", default=[], required=True,
+                        help="a model, e.g. 'y ~ x + (1 | g)'; give it once per model (at least two)")
+    models.add_argument("--name", action="append", default=[],
+                        help="a name per --formula, in the same order (default: the formulas themselves)")
+    models.add_argument("--by", default="obs", choices=["obs", "group"],
+                        help="the LOO of the main table: obs (leave one observation out, log likelihood y; default) "
+                             "or group (leave one group out, y_group); the other is shown too when small")
+    models.add_argument("--group", default=None,
+                        help="grouping column of leave-one-group-out (default: the formulas' grouping factor)")
+    models.add_argument("--parameterization", default="marginal",
+                        help="of every fit: marginal (default), collapsed, centered or noncentered")
+    models.add_argument("--prior", action="append", default=[], metavar="NAME=DISTRIBUTION",
+                        help="a prior for every model that has the parameter, e.g. --prior 'sigma=halfnormal(1)' "
+                             "(others: data-scaled defaults)")
+    models.add_argument("--dropna", action="store_true", help="drop rows with missing values (the same rows for all)")
+    models.add_argument("--out", default="hierlin_models", help="output folder (default: hierlin_models)")
+    models.add_argument("--force", action="store_true", help="replace an existing output folder")
+    models.add_argument("--engine", default="auto", help="auto (default), cmdstan or pystan")
+    models.add_argument("--chains", type=int, default=4)
+    models.add_argument("--draws", type=int, default=1000, help="kept draws per chain")
+    models.add_argument("--warmup", type=int, default=1000, help="warmup iterations per chain")
+    models.add_argument("--seed", type=int, default=None, help="random seed of every fit (same seed, same draws)")
+    models.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_nuts_args(models, "of every fit")
+    models.set_defaults(func=cmd_models)
 
     sbc = sub.add_parser("sbc", help="simulation-based calibration of a sampler: ranks, p-values, plots, HTML")
     sbc.add_argument("--n-sims", type=int, default=200, help="simulations K (default 200)")
@@ -246,8 +280,9 @@ def cmd_fit(args: argparse.Namespace) -> int:
     path = Path(args.data)
     if args.formula is not None:
         return _fit_formula(args, path)
-    if args.dropna:
-        raise ValueError("--dropna goes with --formula")
+    for flag, value in (("--dropna", args.dropna), ("--scheduler", args.scheduler), ("--dask", args.dask)):
+        if value:
+            raise ValueError(f"{flag} goes with --formula")
     if path.suffix == ".json":
         dataset = Dataset.from_json(path)
     elif path.suffix == ".csv":
@@ -291,6 +326,36 @@ def cmd_compare(args: argparse.Namespace) -> int:
     print(display_table(result).to_string())
     print()
     print("\n".join(("[OK] " if ok else "[!!] " if ok is False else "") + text for text, ok in headline(result)))
+    print(f"\nwrote {out}/ in {time.perf_counter() - start:.1f} s: open {out / 'report.html'}")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    """Fit every --formula to DATA, compare them by PSIS-LOO, write the report folder, print the ranking."""
+    from .reports import write_report
+    from .reports.models_report import display_ranking
+    from .utils.output import check_output
+    from .workflows.models import compare_models
+
+    start = time.perf_counter()
+    if len(args.formula) < 2:
+        raise ValueError(f"give at least two models to compare (--formula ... --formula ...); got {len(args.formula)}")
+    if args.name and len(args.name) != len(args.formula):
+        raise ValueError(f"--name was given {len(args.name)} time(s) for {len(args.formula)} --formula; give one name "
+                         "per formula, in the same order, or none")
+    names = args.name or args.formula
+    if len(set(names)) < len(names):
+        raise ValueError(f"model names must differ: {names}")
+    controls = _nuts_controls(args)
+    check_output(args.out, args.force)  # fail now, not after minutes of sampling
+    result = compare_models(args.data, dict(zip(names, args.formula)), by=args.by, group=args.group,
+                            parameterization=args.parameterization, priors=_formula_priors(args.prior),
+                            engine=args.engine, chains=args.chains, draws=args.draws, warmup=args.warmup,
+                            seed=args.seed, dropna=args.dropna, show_progress=not args.quiet, **controls)
+    out = write_report(result, args.out, force=args.force)
+    print(display_ranking(result).to_string())
+    print()
+    print("\n".join(("[OK] " if ok else "[!!] " if ok is False else "") + text for text, ok in result.headline()))
     print(f"\nwrote {out}/ in {time.perf_counter() - start:.1f} s: open {out / 'report.html'}")
     return 0
 
@@ -436,9 +501,12 @@ def _fit_formula(args: argparse.Namespace, path: Path) -> int:
         raise ValueError("--priors names the notebook's presets; with --formula give distributions with "
                          "--prior, e.g. --prior 'beta=normal(0, 10)'")
     priors = _formula_priors(args.prior)
-    out = Path(args.out) if args.out else path.with_name(path.stem + "_fit")
+    if args.scheduler and args.dask:
+        raise ValueError("give --scheduler ADDRESS (an existing Dask cluster) or --dask (a LocalCluster), not both")
+    scheduler = args.scheduler or ("local" if args.dask else None)
+    out = Path(args.out) if args.out else _default_fit_folder(path)
     check_output(out, args.force)
-    d = design(path, args.formula, dropna=args.dropna)
+    d = design(args.data, args.formula, dropna=args.dropna, scheduler=scheduler)
     truth = None
     side = truth_path(path)
     if side.is_file():
@@ -460,6 +528,17 @@ def _fit_formula(args: argparse.Namespace, path: Path) -> int:
     print(result["verdict"])
     print(f"\nwrote {out}/")
     return 0
+
+
+def _default_fit_folder(path: Path) -> Path:
+    """``<data name>_fit`` next to the data; for a glob (``data/*.parquet``), next to its folder (``data_fit``)."""
+    if not any(ch in str(path) for ch in "*?["):
+        return path.with_name(path.stem + "_fit")
+    folder = path.parent
+    while any(ch in str(folder) for ch in "*?["):
+        folder = folder.parent
+    name = (folder.resolve().name or "data") + "_fit"
+    return folder.with_name(name) if folder.name else Path(name)
 
 
 def _formula_priors(items: Sequence[str]) -> dict[str, str] | None:

@@ -22,6 +22,7 @@ from typing import Any, Iterator
 import numpy as np
 import pandas as pd
 
+from .dask_sums import LOCAL, is_dask_frame, is_glob
 from .design import DataError, DesignSpec, build_spec, check_missing
 from .formula import Formula, FormulaError, parse_formula
 from .sums import Chunk, GroupSums, SufficientStats, chunked, sufficient_stats
@@ -71,6 +72,9 @@ class Design:
         Time spent reading and summarising.
     notes : list of str
         Things worth knowing about the design (e.g. a group term constant within groups).
+    sums_info : dict
+        How the sums were computed when not in this process (Dask: scheduler, workers,
+        partitions, rows, seconds per pass); recorded in a fit's ``idata.attrs``.
     """
 
     spec: DesignSpec
@@ -82,6 +86,7 @@ class Design:
     summarise_seconds: float = float("nan")
     notes: list[str] = dataclasses.field(default_factory=list)
     frame: pd.DataFrame | None = dataclasses.field(default=None, repr=False)
+    sums_info: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     # ---------------------------------------------------------------- views
     @property
@@ -173,6 +178,10 @@ class Design:
         lines = [self.spec.describe(), f"N = {self.N} rows from {self.source}"]
         if self.dropped_rows:
             lines[-1] += f" ({self.dropped_rows} rows with missing values dropped)"
+        if self.sums_info.get("sums_backend") == "dask":
+            i = self.sums_info
+            lines.append(f"per-group sums computed with Dask: {i['sums_partitions']} partitions, {i['sums_rows']} rows, "
+                         f"{i['sums_seconds']:.1f} s on {i['sums_scheduler']} ({i['sums_workers']} workers)")
         lines += self.notes
         return "\n".join(lines)
 
@@ -181,13 +190,16 @@ class Design:
 
 
 def design(data: TableLike | Design, formula: str | Formula, dropna: bool = False,
-           chunk_rows: int = CHUNK_ROWS, keep_rows: bool | None = None) -> Design:
+           chunk_rows: int = CHUNK_ROWS, keep_rows: bool | None = None, scheduler: Any = None) -> Design:
     """Read, check and summarise ``data`` for ``formula``.
 
     Parameters
     ----------
-    data : DataFrame, CSV/Parquet path, Dataset or Design
-        Only the columns the formula names are read.
+    data : DataFrame, CSV/Parquet path, Dataset, Design or dask.dataframe.DataFrame
+        Only the columns the formula names are read. A Dask DataFrame (or, with
+        ``scheduler``, Parquet data: a file, a folder or a glob such as
+        ``"data/*.parquet"``) is summarised on a Dask cluster
+        (:mod:`hierlin_stan.model.dask_sums`): the rows never come to this process.
     formula : str or Formula
         E.g. ``"y ~ x + (1 + x | g)"`` (:func:`hierlin_stan.model.formula.parse_formula`).
     dropna : bool
@@ -198,6 +210,13 @@ def design(data: TableLike | Design, formula: str | Formula, dropna: bool = Fals
     keep_rows : bool, optional
         Keep the design rows in memory (default: while they hold at most
         :data:`MAX_KEPT_ROW_VALUES` numbers).
+    scheduler : None, "local", str or distributed.Client
+        Compute the per-group sums with Dask: a ``distributed.Client``, a scheduler
+        address (``"tcp://host:8786"``) or ``"local"`` (a LocalCluster on this machine,
+        closed afterwards). None: in this process, except for a Dask DataFrame, which
+        uses the current Client (a LocalCluster when there is none). The design then
+        keeps no rows (the marginal and collapsed programs need none), and
+        ``sums_info`` says how the sums were computed.
 
     Returns
     -------
@@ -213,6 +232,12 @@ def design(data: TableLike | Design, formula: str | Formula, dropna: bool = Fals
         return data
     start = time.perf_counter()
     form = formula if isinstance(formula, Formula) else parse_formula(formula)
+    if scheduler is not None or is_dask_frame(data):
+        return _dask_design(data, form, scheduler, dropna)
+    if is_glob(data):
+        raise DataError(f"{data} is a glob pattern, which the in-memory reader does not expand: summarise the files "
+                        f"with Dask (scheduler={LOCAL!r} for a LocalCluster on this machine, or a scheduler address; "
+                        "CLI: --dask or --scheduler ADDRESS), or give one file or a folder")
     frame = read_columns(data, form.columns)
     frame = _numeric_columns(frame, form)
     frame, dropped = check_missing(form, frame, dropna)
@@ -249,11 +274,29 @@ def design(data: TableLike | Design, formula: str | Formula, dropna: bool = Fals
 
 
 def design_from_stats(spec: DesignSpec, stats: SufficientStats, source: str, seconds: float,
-                      truth: dict[str, Any] | None = None) -> Design:
+                      truth: dict[str, Any] | None = None, sums_info: dict[str, Any] | None = None) -> Design:
     """A design whose rows were summarised elsewhere (e.g. on a Dask cluster)."""
     check_collinear(stats.sums.xtx, spec.term_names, "common terms")
     notes = check_group_terms(stats.sums, spec)
-    return Design(spec, stats, None, source, 0, truth, seconds, notes)
+    return Design(spec, stats, None, source, 0, truth, seconds, notes, sums_info=dict(sums_info or {}))
+
+
+def _dask_design(data: Any, form: Formula, scheduler: Any, dropna: bool) -> Design:
+    """:func:`design` with the per-group sums computed by Dask (:mod:`hierlin_stan.model.dask_sums`)."""
+    from .dask_sums import dask_sufficient_stats
+
+    start = time.perf_counter()
+
+    def check(sums: GroupSums, spec: DesignSpec) -> None:  # before the second pass reads the data again
+        check_collinear(sums.xtx, spec.term_names, "common terms")
+
+    out = dask_sufficient_stats(data, form, scheduler=scheduler, dropna=dropna, check_sums=check)
+    d = design_from_stats(out.spec, out.stats, out.source, time.perf_counter() - start, sums_info=out.info)
+    d.dropped_rows = out.dropped_rows
+    if out.dropped_rows:
+        warnings.warn(f"dropped {out.dropped_rows} row(s) with missing values in {', '.join(form.columns)} "
+                      f"(dropna=True); {d.N} rows remain", stacklevel=3)
+    return d
 
 
 def _numeric_columns(frame: pd.DataFrame, form: Formula) -> pd.DataFrame:

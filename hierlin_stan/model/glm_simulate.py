@@ -126,9 +126,11 @@ def simulation_frame(formula: Formula, data: pd.DataFrame | None, n: int | None,
 
 def _sizes(n: int | None, groups: Any, formula: Formula) -> list[int]:
     """Group sizes: as :func:`hierlin_stan.simulate` reads ``n`` and ``groups``; 10 groups by default."""
-    if formula.group is None:
-        return [100 if n is None else int(n)]
-    return group_sizes(n, 10 if groups is None else groups)
+    if groups is None:
+        if formula.group is None:
+            return [100 if n is None else int(n)]
+        groups = 10
+    return group_sizes(n, groups)
 
 
 def simulate_formula(formula: str, data: pd.DataFrame | None = None, truth: Mapping[str, Any] | None = None,

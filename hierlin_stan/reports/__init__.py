@@ -16,12 +16,13 @@ def write_report(result: Any, out: str | Path | None = None, force: bool = False
 
     Parameters
     ----------
-    result : Comparison, SBCResult or BenchResult
-        From :func:`hierlin_stan.compare`, :func:`hierlin_stan.sbc` or :func:`hierlin_stan.workflows.bench.run_bench`.
+    result : Comparison, ModelComparison, SBCResult or BenchResult
+        From :func:`hierlin_stan.compare`, :func:`hierlin_stan.compare_models`, :func:`hierlin_stan.sbc` or
+        :func:`hierlin_stan.workflows.bench.run_bench`.
     out : path, optional
         The folder. An SBC run defaults to its own folder.
     force : bool
-        Replace an existing, non-empty folder (Comparison and BenchResult; an SBC
+        Replace an existing, non-empty folder (Comparison, ModelComparison and BenchResult; an SBC
         folder is updated in place, next to its records).
 
     Returns
@@ -31,6 +32,7 @@ def write_report(result: Any, out: str | Path | None = None, force: bool = False
     """
     from ..workflows.bench import BenchResult
     from ..workflows.compare import Comparison
+    from ..workflows.models import ModelComparison
     from ..workflows.sbc import SBCResult
 
     if isinstance(result, Comparison):
@@ -39,6 +41,12 @@ def write_report(result: Any, out: str | Path | None = None, force: bool = False
         if out is None:
             raise ValueError("write_report(comparison, out): give the folder to write")
         return write_comparison(result, out, force)
+    if isinstance(result, ModelComparison):
+        from .models_report import write_models
+
+        if out is None:
+            raise ValueError("write_report(model_comparison, out): give the folder to write")
+        return write_models(result, out, force)
     if isinstance(result, SBCResult):
         from .sbc_report import write_sbc_report
 
@@ -49,4 +57,4 @@ def write_report(result: Any, out: str | Path | None = None, force: bool = False
         if out is None:
             raise ValueError("write_report(bench_result, out): give the folder to write")
         return write_bench(result, out, force)
-    raise ValueError(f"write_report does not know {type(result).__name__}; give a Comparison, SBCResult or BenchResult")
+    raise ValueError(f"write_report does not know {type(result).__name__}; give a Comparison, ModelComparison, SBCResult or BenchResult")

@@ -54,6 +54,8 @@ def fit(
     formula: str | None = None,
     dropna: bool = False,
     fused: bool | None = None,
+    scheduler: Any = None,
+    log_likelihood: Any = None,
 ) -> "az.InferenceData":
     """Fit a hierarchical linear regression with Stan's NUTS.
 
@@ -63,10 +65,11 @@ def fit(
 
     Parameters
     ----------
-    dataset : Dataset, pandas.DataFrame or path
+    dataset : Dataset, pandas.DataFrame, path or dask.dataframe.DataFrame
         A Dataset (from :func:`simulate`, :meth:`Dataset.from_csv`, ...); with
-        ``formula``, also a DataFrame or a CSV/Parquet path (only the formula's
-        columns are read).
+        ``formula``, also a DataFrame, a CSV/Parquet path (only the formula's
+        columns are read), a Design, or a Dask DataFrame (summarised on a Dask
+        cluster; see ``scheduler``).
     parameterization : {"collapsed", "marginal", "centered", "noncentered"}, optional
         ``collapsed`` (the default for the notebook's model) integrates the slopes b and the
         common coefficients (a, mu_b) out: NUTS samples sigma_b and eps only, a, mu_b and b
@@ -78,6 +81,18 @@ def fit(
         grouping factor, ``|`` correlated or ``||`` independent group terms.
     dropna : bool
         (formula) drop rows with missing values in the used columns instead of failing.
+    scheduler : None, "local", str or distributed.Client
+        (formula) compute the per-group sums with Dask, then fit from them here (only
+        ``marginal`` and ``collapsed``): a Client, a scheduler address
+        (``"tcp://host:8786"``), or ``"local"`` for a LocalCluster. With it the data may
+        be Parquet files too large for memory: a file, a folder or a glob
+        (``"data/*.parquet"``). A Dask DataFrame uses the current Client without it.
+        See :func:`hierlin_stan.design`.
+    log_likelihood : None, bool, str or list of str
+        (formula) the ``log_likelihood`` group for LOO: ``y`` per observation given the
+        group effects, ``y_group`` per group with them integrated out (leave-one-group-out).
+        Default: both, each while it holds at most 5e6 numbers (a warning says when one is
+        left out); ``True`` both at any size, ``False`` none, or the names wanted.
     engine : {"auto", "cmdstan", "pystan"}
         ``auto``: CmdStan if cmdstanpy finds it, else PyStan; the choice is
         printed and stored in ``idata.attrs["engine"]``.
@@ -145,7 +160,14 @@ def fit(
         return fit_formula(dataset, formula, parameterization, engine=engine, chains=chains, draws=draws,
                            warmup=warmup, seed=seed, priors=priors, thin=thin, keep_u=keep_b, dropna=dropna,
                            show_progress=show_progress, adapt_delta=adapt_delta, max_treedepth=max_treedepth,
-                           metric=metric, step_size=step_size, inits=inits)
+                           metric=metric, step_size=step_size, inits=inits, scheduler=scheduler,
+                           log_likelihood=log_likelihood)
+    if scheduler is not None:
+        raise ValueError("scheduler= goes with formula= (the per-group sums of a formula are what Dask computes); "
+                         "e.g. hs.fit('data/*.parquet', formula='y ~ x + (1 + x | g)', scheduler='local')")
+    if log_likelihood not in (None, False):
+        raise ValueError("log_likelihood is written for formula fits; give formula='y ~ 1 + x + (0 + x | g)' "
+                         "(the notebook's model as a formula)")
     if not isinstance(dataset, Dataset):
         raise ValueError(
             f"dataset must be a hierlin_stan.Dataset (from simulate() or Dataset.from_csv()) for the notebook's "

@@ -87,8 +87,18 @@ def fit_formula(
     metric: str | None = None,
     step_size: float | None = None,
     inits: Any = None,
+    scheduler: Any = None,
+    log_likelihood: Any = None,
 ) -> "az.InferenceData":
-    """Fit ``formula`` to ``data`` with Stan's NUTS; see :func:`hierlin_stan.fit`."""
+    """Fit ``formula`` to ``data`` with Stan's NUTS; see :func:`hierlin_stan.fit`.
+
+    ``log_likelihood`` chooses the ``log_likelihood`` group written after sampling
+    (:func:`hierlin_stan.samplers.log_likelihood.add_log_likelihood`): by default ``y``
+    (per observation) and ``y_group`` (per group) while each is small.
+    """
+    from .log_likelihood import add_log_likelihood, log_likelihood_choice
+
+    log_likelihood_choice(log_likelihood)  # a bad value fails before sampling
     if parameterization not in GLM_PARAMETERIZATIONS:
         raise ValueError(f"parameterization={parameterization!r} is unknown for a formula; use one of "
                          f"{list(GLM_PARAMETERIZATIONS)}")
@@ -96,7 +106,11 @@ def fit_formula(
                                    ((chains, "chains"), (draws, "draws"), (warmup, "warmup"), (thin, "thin")))
     seed = resolve_seed(seed)
     controls = NutsControls.make(adapt_delta, max_treedepth, metric, step_size, inits, chains=chains)
-    d = design(data, formula, dropna=dropna)
+    d = design(data, formula, dropna=dropna, scheduler=scheduler)
+    if parameterization in ("centered", "noncentered") and d.rows is None and d.frame is None:
+        raise ValueError(f"parameterization={parameterization!r} needs the rows in this process, and the sums of "
+                         f"{d.source} were computed elsewhere (Dask); use 'marginal' or 'collapsed', which need only "
+                         "the per-group sums")
     prior = glm_priors(d, priors)
     check_glm_inits(controls, parameterization, d)
     kept = chains * ((draws + thin - 1) // thin) * d.J * d.q
@@ -128,7 +142,9 @@ def fit_formula(
         **controls.describe(),
         **environment_versions(),
     }
-    return glm_inference_data(raw.variables, raw.sample_stats, d, prior, {**raw.info, **attrs})
+    idata = glm_inference_data(raw.variables, raw.sample_stats, d, prior, {**raw.info, **attrs})
+    add_log_likelihood(idata, d, log_likelihood, stacklevel=3)
+    return idata
 
 
 def glm_parameters(parameterization: str, d: Design) -> dict[str, tuple[int, ...]]:
@@ -230,6 +246,7 @@ def glm_inference_data(variables: Mapping[str, np.ndarray], sample_stats: Mappin
         "data_source": d.source,
         "dropped_rows": d.dropped_rows,
         "summarise_seconds": d.summarise_seconds,
+        **d.sums_info,
         "priors": priors.describe(d.correlated).replace("\n", "; "),
         **priors.to_attrs(d.correlated),
         "prior_defaults": ", ".join(k for k, v in priors.sources.items() if v == "default"),
