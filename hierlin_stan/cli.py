@@ -139,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     sbc = sub.add_parser("sbc", help="simulation-based calibration of a sampler: ranks, p-values, plots, HTML")
     sbc.add_argument("--n-sims", type=int, default=200, help="simulations K (default 200)")
     sbc.add_argument("--sampler", default="stan-marginal",
-                     help="stan-marginal (default), stan-centered, stan-noncentered, metropolis-marginal, metropolis-full")
+                     help="stan-marginal (default), stan-collapsed, stan-centered, stan-noncentered, metropolis-marginal, metropolis-full")
     sbc.add_argument("--priors", default="weakly_informative", help="simulating priors: weakly_informative (default) or notebook")
     sbc.add_argument("--prior", action="append", default=[], metavar="FIELD=VALUE", help="override one prior field")
     sbc.add_argument("--fit-priors", default=None, help="fit with other priors than simulated (shows miscalibration)")

@@ -107,3 +107,53 @@ def test_large_b_is_drawn_in_numpy_when_asked(monkeypatch, grouped_data):
     z = (sa["mean"] - sb["mean"]).abs() / np.sqrt(sa["mcse_mean"] ** 2 + sb["mcse_mean"] ** 2)
     assert (z < 4).all(), z
     np.testing.assert_allclose(sa["sd"], sb["sd"], rtol=0.15)
+
+
+@requires_cmdstan
+@pytest.mark.requires_cmdstan
+def test_compare_has_a_stan_collapsed_row_that_agrees_with_marginal(grouped_data):
+    """``stan-collapsed`` is a sampler of compare (CmdStan: the fused program) and a default one."""
+    from hierlin_stan.samplers.registry import DEFAULT_SAMPLERS, SAMPLERS
+
+    assert SAMPLERS["stan-collapsed"].parameterization == "collapsed" and "stan-collapsed" in DEFAULT_SAMPLERS
+    small = {"chains": 4, "draws": 500, "warmup": 500}
+    result = hs.compare(grouped_data, samplers=["stan-collapsed", "stan-marginal"], seed=2, engine="cmdstan",
+                        settings={"stan-collapsed": small, "stan-marginal": small}, show_progress=False)
+    table = result.table
+    assert list(table.index) == ["stan-collapsed", "stan-marginal"]
+    assert table.loc["stan-collapsed", "label"] == "Stan NUTS, collapsed"
+    assert table.loc["stan-collapsed", "divergences"] == 0 and table.loc["stan-collapsed", "max_rhat"] <= 1.01
+    assert result.fits["stan-collapsed"].attrs["program"] == "collapsed_fused"
+    cross = result.cross_checks()
+    assert cross.loc["stan-collapsed", "passed"], cross.loc["stan-collapsed"]
+
+
+@requires_cmdstan
+@pytest.mark.requires_cmdstan
+def test_collapsed_fused_passes_sbc(tmp_path):
+    """SBC of ``stan-collapsed`` on CmdStan (fused program): K = 40 simulations of 20 points in 4 groups.
+
+    Same design, draws and acceptance rules as the marginal SBC in tests/test_sbc.py (a calibrated
+    sampler fails them with probability < 4.4 %; the seed is fixed, so the outcome is deterministic).
+    """
+    import math
+
+    from hierlin_stan.workflows.sbc import PARAMS, sbc
+
+    k = 40
+    result = sbc(k, seed=11, n_jobs=1, design={"groups": [5] * 4}, sampler="stan-collapsed", engine="cmdstan",
+                 sampler_settings={"chains": 4, "draws": 200, "warmup": 200}, show_progress=False,
+                 out=tmp_path / "sbc")
+    assert len(result.ok) == k and result.failures.empty
+    u = result.uniformity(prob=0.99)
+    assert (u["p_value"] > 1e-3).all(), u
+    assert u["ecdf_in_band"].all(), u
+    assert result.calibrated
+    table = result.table
+    assert (table["max_rhat"] < 1.05).all()
+    # priors drawn from the prior include sigma_b near 0 with 5 points a group: the same bound as the
+    # marginal SBC (seed 11 gives 3 divergent transitions in 40 x 4 x 200)
+    assert table["divergences"].sum() < 0.005 * k * 4 * 200
+    for p in PARAMS:
+        z = table[f"z_{p}"]
+        assert abs(z.mean()) < 4 / math.sqrt(k) and 0.6 < z.std() < 1.5, (p, z.describe())

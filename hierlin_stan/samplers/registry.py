@@ -2,7 +2,8 @@
 
 Samplers are named ``<family>-<variant>``:
 
-* ``stan-marginal``, ``stan-centered``, ``stan-noncentered``: Stan NUTS (CmdStan or PyStan).
+* ``stan-collapsed``, ``stan-marginal``, ``stan-centered``, ``stan-noncentered``: Stan NUTS (CmdStan
+  or PyStan; on CmdStan the collapsed and marginal programs run with the fused C++ gradient).
 * ``metropolis-marginal``, ``metropolis-full``: the package's numpy adaptive
   random-walk Metropolis on the marginal posterior, or on the full one (all b, as
   the notebook did).
@@ -48,6 +49,7 @@ class SamplerSpec:
 SAMPLERS: dict[str, SamplerSpec] = {
     s.name: s
     for s in (
+        SamplerSpec("stan-collapsed", "Stan NUTS, collapsed", "stan", "collapsed"),
         SamplerSpec("stan-marginal", "Stan NUTS, marginal", "stan", "marginal"),
         SamplerSpec("stan-centered", "Stan NUTS, centered", "stan", "centered"),
         SamplerSpec("stan-noncentered", "Stan NUTS, non-centered", "stan", "noncentered"),
@@ -64,7 +66,7 @@ SAMPLERS: dict[str, SamplerSpec] = {
     )
 }
 REFERENCE = "stan-marginal"
-DEFAULT_SAMPLERS = ("stan-marginal", "stan-centered", "stan-noncentered", "metropolis-marginal", "metropolis-full")
+DEFAULT_SAMPLERS = ("stan-collapsed", "stan-marginal", "stan-centered", "stan-noncentered", "metropolis-marginal", "metropolis-full")
 PYMC_SAMPLERS = ("pymc-nuts-centered", "pymc-nuts-marginal", "pymc-metropolis-centered")
 NUTPIE_SAMPLERS = ("nutpie-marginal",)
 

@@ -9,7 +9,7 @@ results -> plots**, each a plain object you can inspect and save.
   ``(seed, k)`` alone (:func:`simulation_seeds`), so results depend neither on the
   executor nor on the order in which simulations finish.
 * :class:`SBCBackend` fits a dataset with one of the package's samplers
-  (``stan-marginal``, ``stan-centered``, ``stan-noncentered``,
+  (``stan-collapsed``, ``stan-marginal``, ``stan-centered``, ``stan-noncentered``,
   ``metropolis-marginal``, ``metropolis-full``; see
   :data:`hierlin_stan.compare.SAMPLERS`) or with any picklable callable
   ``backend(dataset, seed) -> InferenceData``.
@@ -85,7 +85,7 @@ __all__ = [
 
 #: Samplers of :data:`hierlin_stan.compare.SAMPLERS` that SBC can run.
 SBC_SAMPLERS: tuple[str, ...] = (
-    "stan-marginal", "stan-centered", "stan-noncentered", "metropolis-marginal", "metropolis-full",
+    "stan-collapsed", "stan-marginal", "stan-centered", "stan-noncentered", "metropolis-marginal", "metropolis-full",
 )
 #: Default SBC design: 40 points in 8 groups of 5, x ~ U(0, 10).
 DEFAULT_DESIGN: dict[str, Any] = {"n": None, "groups": [5] * 8, "x_low": 0.0, "x_high": 10.0}
