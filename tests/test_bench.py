@@ -9,12 +9,16 @@ import pytest
 from hierlin_stan import cli
 from hierlin_stan.reports.plots_bench import plot_scaling
 from hierlin_stan.workflows.bench import PLANS
+from tests.test_cli import hierlin
 
 
 @pytest.mark.slow
-def test_bench_quick_writes_table_and_plots(tmp_path, capsys):
+def test_bench_quick_writes_table_and_plots(tmp_path):
+    """Run as a user runs it: with --quiet, stdout holds the two tables and the last line, stderr nothing."""
     out = tmp_path / "bench"
-    assert cli.main(["bench", "--quick", "--out", str(out), "--quiet"]) == 0
+    run = hierlin("bench", "--quick", "--out", str(out), "--quiet")
+    assert run.returncode == 0, run.stderr
+    assert run.stderr == "", f"--quiet let this through on stderr:\n{run.stderr[:3000]}"
     names = {p.name for p in out.iterdir()}
     assert {"samplers.csv", "samplers.md", "scaling.csv", "scaling.md", "ess_per_sampler.png", "scaling.png",
             "machine.json"} <= names
@@ -44,7 +48,14 @@ def test_bench_quick_writes_table_and_plots(tmp_path, capsys):
     assert (scaling.loc[~per_point, "J"] == plan.grouped_j).all()
     assert (scaling["fit_seconds"] > 0).all() and (scaling["min_ess_bulk_per_s"] > 0).all()
     assert (scaling["ms_per_gradient"] > 0).all()
-    assert "min_ess_bulk_per_s" in capsys.readouterr().out
+    # only the final summary: the samplers table (header, index name, a row each), a blank line, the
+    # scaling table (header, a row each), a blank line, where it was written
+    lines = run.stdout.splitlines()
+    assert len(lines) == 2 + len(samplers) + 1 + 1 + len(scaling) + 1 + 1, run.stdout
+    assert "min_ess_bulk_per_s" in lines[0] and lines[1].startswith("sampler")
+    assert [line.split()[0] for line in lines[2:2 + len(samplers)]] == list(samplers.index)
+    assert lines[2 + len(samplers)] == "" and lines[-2] == ""
+    assert lines[-1].startswith(f"wrote {out}/")
 
 
 def test_bench_existing_folder_is_refused(tmp_path, capsys):

@@ -185,15 +185,29 @@ def test_write_makes_every_file_and_a_self_contained_report(small, tmp_path):
 
 
 @pytest.mark.slow
-def test_cli_compare_on_the_default_data(capsys, tmp_path):
+def test_cli_compare_on_the_default_data(tmp_path):
+    """Run as a user runs it. With --quiet only the summary is printed: no engine choice, progress,
+    cmdstanpy log or Stan message (the centered program makes Stan print its rejections)."""
+    from tests.test_cli import hierlin
+
     out = tmp_path / "cmp"
-    status = cli.main(["compare", "--samplers", "stan-marginal,metropolis-marginal", "--out", str(out), "--quiet"])
-    printed = capsys.readouterr().out
-    assert status == 0, printed
+    run = hierlin("compare", "--samplers", "stan-marginal,stan-centered,metropolis-marginal", "--out", str(out),
+                  "--quiet")
+    printed = run.stdout
+    assert run.returncode == 0, run.stderr
+    assert run.stderr == "", f"--quiet let this through on stderr:\n{run.stderr[:3000]}"
     assert "Stan NUTS, marginal" in printed and "bulk-ESS / s" in printed and "Trustworthy:" in printed
     assert f"open {out / 'report.html'}" in printed
+    # the table (header, index name, one row per sampler), a blank line, the verdict, a blank line, the last line
+    lines = printed.splitlines()
+    assert "bulk-ESS / s" in lines[0] and lines[1].startswith("sampler") and lines[5] == ""
+    assert [line.split(",")[0] for line in lines[2:5]] == ["Stan NUTS", "Stan NUTS", "Metropolis (numpy)"]
+    verdict = lines[6:-2]
+    assert verdict and all(line.startswith(("[OK] ", "[!!] ")) for line in verdict), printed
+    assert any("centered" in line and "divergence" in line for line in verdict)
+    assert lines[-2] == "" and lines[-1].startswith(f"wrote {out}/")
     assert (out / "report.html").is_file() and (out / "trace_metropolis-marginal.png").is_file()
     table = pd.read_csv(out / "comparison.csv", index_col="sampler")
-    assert list(table.index) == ["stan-marginal", "metropolis-marginal"]
+    assert list(table.index) == ["stan-marginal", "stan-centered", "metropolis-marginal"]
     # the default data are the notebook's: 100 points, one slope per point, seed of the demo
     assert len(pd.read_csv(out / "data.csv")) == 100

@@ -246,6 +246,8 @@ def test_formula_errors_are_the_in_memory_ones(client):
         hs.fit(hs.simulate(), scheduler="local", show_progress=False)
     with pytest.raises(DataError, match="a pandas DataFrame is already in this process"):
         design(df, FORMULA, scheduler=client)
+    with pytest.raises(DataError, match=r"a Dask DataFrame cannot be read into memory here.*\.compute\(\)"):
+        hs.compare_models(ddf, {"pooled": "y ~ x", "both": FORMULA}, show_progress=False)
 
 
 @pytest.mark.slow  # a fresh interpreter imports the package: seconds

@@ -16,6 +16,7 @@ never clearly worse than the best, and every model missing a needed term is clea
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -134,6 +135,26 @@ def test_report_folder(comparisons, tmp_path):
     assert "Recommended: varying slope" in (out / "verdict.txt").read_text()
     with pytest.raises(OutputExistsError, match="pass --force"):
         hs.write_report(result, out)
+
+
+@pytest.mark.slow
+def test_model_comparison_displays_itself_in_jupyter(comparisons):
+    """In a notebook the result shows its verdict and ranking: green rows reliable, the recommended model named."""
+    from hierlin_stan.reports.html import ROW_COLOURS
+
+    result = comparisons["both"]
+    page = result._repr_html_()
+    assert page.count("<tr") == len(FORMULAS) + 1
+    rows = re.findall(r"<tr.*?</tr>", page, flags=re.S)[1:]
+    assert len(rows) == len(FORMULAS)
+    green = [name for name, row in zip(result.table.index, rows) if ROW_COLOURS[True] in row]
+    red = [name for name, row in zip(result.table.index, rows) if ROW_COLOURS[False] in row]
+    assert green == [n for n in result.table.index if result.table.loc[n, "reliable"]]
+    assert red == [n for n in result.table.index if not result.table.loc[n, "reliable"]]
+    assert f"Recommended: {result.recommended}" in page and "Pareto k" in page
+    markdown = result._repr_markdown_()
+    assert "**[OK]** Recommended: both" in markdown and markdown.count("\n| ") >= len(FORMULAS)
+    assert "formula" in page  # the models are named, so their formulas are a column
 
 
 @pytest.mark.slow

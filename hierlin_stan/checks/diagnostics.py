@@ -22,6 +22,7 @@ import pandas as pd
 
 from ..model.dataset import TRUTH_KEYS
 from ..model.params import is_general, key_variables, scalar_names
+from ..utils.display import RichDisplay
 
 with warnings.catch_warnings():
     # arviz 0.23 announces its 1.0 refactor with a FutureWarning on import.
@@ -40,6 +41,7 @@ __all__ = [
     "sampler_stats",
     "recovery",
     "verdict",
+    "Verdict",
     "advice",
     "Advice",
     "ess_per_second",
@@ -650,7 +652,58 @@ def _remedy(items: list[Advice], problem: str) -> str:
     return " Try " + "; or ".join(a.text() for a in found) + "."
 
 
-def verdict(idata: az.InferenceData, truth: Any = None) -> str:
+class Verdict(RichDisplay, str):
+    """The text of :func:`verdict` (a ``str``: print it, split it, compare it), and its counts.
+
+    In Jupyter it displays as coloured lines ([OK] green, [WARNING] amber, [PROBLEM]
+    red); its plain text is unchanged.
+
+    Attributes
+    ----------
+    problems : int
+        Checks that failed: do not trust the estimates.
+    warnings : int
+        Checks worth reading that do not invalidate the estimates.
+    """
+
+    problems: int
+    warnings: int
+
+    def __new__(cls, text: str = "", problems: int = 0, warnings: int = 0) -> "Verdict":
+        self = super().__new__(cls, text)
+        self.problems = int(problems)
+        self.warnings = int(warnings)
+        return self
+
+    def __getnewargs__(self) -> tuple[str, int, int]:  # pickling keeps the counts
+        return (str(self), self.problems, self.warnings)
+
+    @property
+    def ok(self) -> bool:
+        """True when no check found a problem (warnings allowed)."""
+        return self.problems == 0
+
+    @property
+    def headline(self) -> str:
+        """The first line: who sampled, and the overall judgement."""
+        return self.split("\n", 1)[0]
+
+    def lines(self) -> list[tuple[str, str]]:
+        """The checks as (tag, text) pairs, tag one of ``OK``, ``WARNING``, ``PROBLEM``, ``n/a``."""
+        out = []
+        for line in self.splitlines()[1:]:
+            tag, sep, text = line.partition("] ")
+            if line.startswith("[") and sep:
+                out.append((tag[1:], text))
+            elif line.strip():
+                out.append(("", line))
+        return out
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:  # IPython's plain text: the lines, not a quoted str
+        printer.text(str(self))
+
+
+def verdict(idata: az.InferenceData, truth: Any = None) -> Verdict:
     """A short plain-English verdict on a fit: can its estimates be trusted?
 
     Checks, one line each, tagged ``[OK]``, ``[WARNING]``, ``[PROBLEM]`` or ``[n/a]``:
@@ -670,8 +723,9 @@ def verdict(idata: az.InferenceData, truth: Any = None) -> str:
 
     Returns
     -------
-    str
-        Several lines, the first an overall verdict.
+    Verdict
+        A ``str`` of several lines, the first an overall verdict, with the counts
+        ``problems`` and ``warnings``; rich (coloured) display in Jupyter.
     """
     stats = sampler_stats(idata)
     general = is_general(idata.posterior.data_vars)
@@ -811,4 +865,4 @@ def verdict(idata: az.InferenceData, truth: Any = None) -> str:
         head += f"no problems, {warns} warning(s) -- usable, but read the warnings."
     else:
         head += "all checks passed."
-    return "\n".join([head, *lines])
+    return Verdict("\n".join([head, *lines]), problems, warns)

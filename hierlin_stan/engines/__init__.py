@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 from . import cmdstan_engine
 from . import pystan_engine
 from .base import ChainError, Engine, EngineError, RawDraws
+from ..utils.progress import say
 
 ENGINES = ("auto", "cmdstan", "pystan")
 _INSTANCES: dict[str, Any] = {}
@@ -42,7 +42,7 @@ def get_engine(engine: str = "auto", verbose: bool = True) -> Engine:
                 )
             chosen, reason = "pystan", "no CmdStan found by cmdstanpy; `hierlin install-cmdstan` installs it"
         if verbose and chosen not in _ANNOUNCED:
-            print(f"hierlin_stan: engine=auto -> {chosen} ({reason})", file=sys.stderr)
+            say(f"hierlin_stan: engine=auto -> {chosen} ({reason})")
             _ANNOUNCED.add(chosen)
         engine = chosen
     if engine not in _INSTANCES:

@@ -17,6 +17,7 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -24,7 +25,9 @@ import numpy as np
 
 from .programs import program_key, program_source, user_header
 from ..utils.cache import cache_root, file_lock
+from ..utils.console import capture_thread_output
 from ..utils.processes import stop_children_on_interrupt
+from ..utils.progress import Progress, progress_bar
 from .base import ChainError, EngineError, RawDraws, split_columns, stan_failure_reason
 from .controls import NutsControls
 
@@ -32,10 +35,24 @@ NAME = "cmdstan"
 CMDSTAN_VERSION = "2.35.0"  # pinned for `hierlin install-cmdstan`: the Stan of PyStan 3.10
 
 
+def _import_cmdstanpy() -> Any:
+    """cmdstanpy, imported without tqdm's "IProgress not found" warning.
+
+    cmdstanpy imports ``tqdm.auto``, which warns inside a Jupyter kernel without
+    ipywidgets; the package never uses cmdstanpy's bars (see :class:`_ChainConsole`).
+    """
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="IProgress not found")
+        import cmdstanpy
+    return cmdstanpy
+
+
 def available() -> tuple[bool, str]:
     """Whether cmdstanpy finds a CmdStan installation (``$CMDSTAN`` or ``~/.cmdstan``), and why not."""
     try:
-        import cmdstanpy
+        cmdstanpy = _import_cmdstanpy()
     except Exception as err:  # pragma: no cover - cmdstanpy is a dependency
         return False, f"cmdstanpy is not importable ({err})"
     try:
@@ -199,11 +216,18 @@ class CmdStanEngine:
         compile_seconds = self.compile(program)
         model = self._models[program]
         out = Path(tempfile.mkdtemp(prefix=f"hierlin-{program}-"))
+        chains = kwargs["chains"]
+        console = _ChainConsole(progress_bar(chains * (kwargs.get("iter_warmup", 0) + kwargs["iter_sampling"]),
+                                             f"{NAME} {program} ({chains} chains)", show_progress))
         try:
             start = time.perf_counter()
             try:
-                fit = model.sample(data=_jsonable(data), output_dir=str(out), show_progress=show_progress,
-                                   parallel_chains=min(kwargs["chains"], os.cpu_count() or 1), **kwargs)
+                # cmdstanpy's own progress is one bar per chain (ANSI codes in a notebook); its console
+                # lines, printed from its threads with show_console, feed our one bar instead
+                with capture_thread_output(console.line):
+                    fit = model.sample(data=_jsonable(data), output_dir=str(out), show_progress=False,
+                                       show_console=True, parallel_chains=min(chains, os.cpu_count() or 1),
+                                       **kwargs)
             except RuntimeError as err:
                 failed = _failed_chains(str(err), out, kwargs["chains"])
                 if failed:
@@ -214,9 +238,12 @@ class CmdStanEngine:
                         reason = f"{head} (chain(s) {', '.join(map(str, others))} failed too){sep}{advice}"
                     raise ChainError(NAME, chain, reason) from err
                 text = " ".join(str(err).split())
-                raise EngineError(f"{NAME}: sampling the {program} program failed: {text[:3000]}") from err
+                raise EngineError(f"{NAME}: sampling the {program} program failed: {text[:3000]}"
+                                  + console.tail_text()) from err
             except ValueError as err:
                 raise EngineError(f"{NAME}: the {program} program rejected its data or arguments: {err}") from err
+            finally:
+                console.close()
             wall = time.perf_counter() - start
             values = np.ascontiguousarray(np.transpose(fit.draws(), (1, 0, 2)))  # (chain, draw, column)
             variables_meta = sorted(fit.metadata.stan_vars.values(), key=lambda v: v.start_idx)
@@ -271,7 +298,7 @@ def install(version: str = CMDSTAN_VERSION, progress: bool = True) -> str:
         When the download or build fails, saying why and that the PyStan engine
         works meanwhile.
     """
-    import cmdstanpy
+    cmdstanpy = _import_cmdstanpy()
 
     ok = cmdstanpy.install_cmdstan(version=version, progress=progress, cores=os.cpu_count() or 1)
     if not ok:
@@ -303,6 +330,53 @@ class _QuietChainErrors(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not self._DROP.match(str(record.getMessage()))
+
+
+class _ChainConsole:
+    """The console lines of CmdStan's chains: progress feeds one bar, the rest is kept for errors.
+
+    CmdStan prints ``Iteration:  100 / 2000 [  5%]  (Warmup)`` every ``refresh``
+    iterations, which cmdstanpy prefixes with ``Chain [k]`` (or CmdStan itself, when
+    one process runs every chain). Everything else (Stan's informational messages,
+    such as the rejections it recovers from) is kept, last lines only, and shown
+    only in the text of an error.
+    """
+
+    _PROGRESS = re.compile(r"^(?:Chain \[(\d+)\]\s*)?Iteration:\s*(\d+)\s*/\s*(\d+)")
+    _KEEP = 200
+
+    def __init__(self, bar: Progress | None) -> None:
+        self.bar = bar
+        self.done: dict[int, int] = {}
+        self.lines: list[str] = []
+        self._lock = threading.Lock()
+
+    def line(self, text: str) -> None:
+        """Take one console line (called from cmdstanpy's threads)."""
+        text = text.strip()
+        match = self._PROGRESS.match(text)
+        with self._lock:
+            if match is None:
+                if text:
+                    self.lines.append(text)
+                    del self.lines[:-self._KEEP]
+                return
+            chain = int(match.group(1) or 1)
+            self.done[chain] = max(self.done.get(chain, 0), int(match.group(2)))
+            done = sum(self.done.values())
+        if self.bar is not None:
+            self.bar.set(done)
+
+    def tail_text(self, lines: int = 20) -> str:
+        """The last console lines, as a paragraph to append to an error message ("" when none)."""
+        with self._lock:
+            kept = self.lines[-lines:]
+        return ("\nCmdStan's last console lines:\n" + "\n".join(kept)) if kept else ""
+
+    def close(self) -> None:
+        """End the progress display."""
+        if self.bar is not None:
+            self.bar.close()
 
 
 def _failed_chains(message: str, out: Path, chains: int) -> list[tuple[int, str]]:

@@ -11,6 +11,7 @@ instead of sampling again).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import threading
 import time
@@ -20,6 +21,7 @@ import numpy as np
 
 from .programs import is_fused, program_hash, program_source
 from ..utils.cache import cache_root, file_lock, working_directory
+from ..utils.console import capture_fd_output
 from ..utils.progress import progress_bar
 from ..utils.processes import stop_children_on_interrupt
 from .base import INIT_ADVICE, ChainError, EngineError, RawDraws, split_columns
@@ -91,15 +93,21 @@ class PyStanEngine:
         scratch = cache_root() / "httpstan-build"
         with file_lock(cache_root() / "locks" / f"pystan-{key}.lock"), working_directory(scratch):
             was_built = _is_built(source)
-            resp = await client.post("/models", json={"program_code": source})
+            # the compiler's warnings go straight to the process's stdout/stderr (a notebook shows
+            # them as a wall of red text): keep them, and show them only if the build fails
+            with capture_fd_output() if not was_built else contextlib.nullcontext() as compiler:
+                resp = await client.post("/models", json={"program_code": source})
             if resp.status == 201 and not was_built:
                 log_compile_event(NAME, program, key, time.perf_counter() - start)
         if resp.status != 201:
             message = _clean(resp.json().get("message", ""))
+            output = ""
+            if compiler is not None and compiler.text.strip():
+                output = f"\nCompiler output (last lines):\n{compiler.tail()}"
             if "CompileError" in message or "DistutilsExecError" in message or "LinkError" in message:
                 raise EngineError(
                     f"{NAME}: the C++ compiler failed building the {program} program: {message}\n"
-                    "Install a working C++ compiler (Debian/Ubuntu: apt-get install g++; check $CC/$CXX)."
+                    "Install a working C++ compiler (Debian/Ubuntu: apt-get install g++; check $CC/$CXX)." + output
                 )
             raise EngineError(f"{NAME}: stanc rejected the {program} program: {message}")
         self._built.add(key)
@@ -192,7 +200,8 @@ class PyStanEngine:
                 if resp.status != 201:
                     raise ChainError(NAME, chain, _clean(resp.json().get("message", str(resp.status))))
                 operations.append(resp.json())
-            outputs = await self._wait(client, operations, chains, show_progress, program)
+            iterations = args.get("num_warmup", 0) + args["num_samples"]
+            outputs = await self._wait(client, operations, chains, show_progress, program, iterations)
             wall = time.perf_counter() - wall
 
         names = list(params)
@@ -224,28 +233,29 @@ class PyStanEngine:
             raise EngineError(f"{NAME}: the {program} program rejected its data: {_clean(resp.json().get('message', ''))}")
         return {p["name"]: list(p["dims"]) for p in resp.json()["params"]}
 
-    async def _wait(self, client: Any, operations: list[dict], chains: int, show_progress: bool, program: str) -> list[bytes]:
-        total = None
+    async def _wait(self, client: Any, operations: list[dict], chains: int, show_progress: bool, program: str,
+                    iterations: int) -> list[bytes]:
         done_iters: dict[int, int] = {}
-        bar = None
+        # made as sampling starts, so that its rate is iterations per second of sampling
+        bar = progress_bar(iterations * chains, f"{NAME} {program} ({chains} chains)", show_progress)
         try:
             while not all(op["done"] for op in operations):
                 for chain, op in enumerate(operations, start=1):
                     if op["done"]:
+                        if "name" in (op.get("result") or {}):  # finished (a failed chain stays where it stopped)
+                            done_iters[chain] = iterations
                         continue
                     resp = await client.get(f"/{op['name']}")
                     op.update(resp.json())
                     found = _ITERATION.findall(op.get("metadata", {}).get("progress", "") or "")
                     if found:
-                        it, it_max = map(int, found[-1])
-                        done_iters[chain] = it
-                        if total is None:
-                            total = it_max * chains
-                            bar = progress_bar(total, f"{program} ({chains} chains)", show_progress)
-                        if bar is not None:
-                            bar.n = sum(done_iters.values())
-                            bar.refresh()
+                        done_iters[chain] = int(found[-1][0])
+                if bar is not None:
+                    bar.set(sum(done_iters.values()))
                 await asyncio.sleep(0.05)
+            if bar is not None:
+                bar.set(sum(iterations if "name" in (op.get("result") or {}) else done_iters.get(chain, 0)
+                            for chain, op in enumerate(operations, start=1)))
         finally:
             if bar is not None:
                 bar.close()

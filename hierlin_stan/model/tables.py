@@ -65,6 +65,10 @@ def read_columns(data: TableLike, columns: Sequence[str]) -> pd.DataFrame:
         frame = pd.DataFrame({"x": data.x, "y": data.y, "group": data.group_labels})
         _check_present(columns, list(frame.columns), "the Dataset (columns x, y, group)")
         return frame.loc[:, columns]
+    if type(data).__module__.split(".")[0] == "dask":
+        raise DataError(f"a Dask {type(data).__name__} cannot be read into memory here: hs.fit(ddf, formula=...) "
+                        "fits it from per-group sums computed on the cluster, but this step needs the rows "
+                        "themselves; pass ddf[columns].compute() (a pandas DataFrame) if they fit in memory")
     raise DataError(f"data of type {type(data).__name__} is not understood; give a pandas DataFrame, "
                     "a CSV or Parquet path, or a hierlin_stan.Dataset")
 

@@ -1,12 +1,16 @@
 """Reports: plots, tables and self-contained HTML pages written from results.
 
 Results never write themselves; :func:`write_report` picks the writer for a result.
+Nor do they draw themselves in Jupyter: :mod:`.display` registers how a verdict, a
+comparison and an SBC result show there (imported here, so ``import hierlin_stan`` does it).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+
+from . import display  # noqa: F401 - registers the rich displays of results
 
 __all__ = ["write_report"]
 

@@ -59,18 +59,30 @@ def figure_to_data_uri(fig_or_path: Any) -> str:
     return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
 
 
-def table_html(frame: pd.DataFrame, row_status: str | None = None) -> str:
-    """``frame`` as an HTML table; rows coloured by the boolean column ``row_status``."""
+#: Row backgrounds of tables coloured by a boolean column (as the CSS classes good/bad).
+ROW_COLOURS = {True: "#eef7ee", False: "#fdecea"}
+
+
+def table_html(frame: pd.DataFrame, row_status: str | None = None, inline: bool = False) -> str:
+    """``frame`` as an HTML table; rows coloured by the boolean column ``row_status``.
+
+    With ``inline`` the colours are ``style`` attributes on the cells (for HTML shown
+    without the report's stylesheet, e.g. in Jupyter); otherwise CSS classes ``good``/``bad``.
+    """
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in [frame.index.name or ""] + list(frame.columns))
     rows = []
     for label, row in frame.iterrows():
-        cls = ""
+        cls = td = ""
         if row_status is not None and row_status in frame.columns:
-            cls = ' class="good"' if bool(row[row_status]) else ' class="bad"'
+            good = bool(row[row_status])
+            if inline:
+                td = f' style="background:{ROW_COLOURS[good]};color:#222"'  # readable on a dark theme too
+            else:
+                cls = ' class="good"' if good else ' class="bad"'
         cells = "".join(
-            f"<td>{html.escape(format_value(v.item() if hasattr(v, 'item') else v))}</td>" for v in row
+            f"<td{td}>{html.escape(format_value(v.item() if hasattr(v, 'item') else v))}</td>" for v in row
         )
-        rows.append(f"<tr{cls}><td>{html.escape(str(label))}</td>{cells}</tr>")
+        rows.append(f"<tr{cls}><td{td}>{html.escape(str(label))}</td>{cells}</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 
 

@@ -45,14 +45,15 @@ _BY_TITLE = {"obs": "leave-one-observation-out", "group": "leave-one-group-out"}
 def display_ranking(result: "ModelComparison", by: str | None = None) -> pd.DataFrame:
     """The ranking with readable headers and numbers (the HTML and CLI table).
 
-    Columns: formula, elpd_loo +- SE, difference to the best +- SE, verdict (with
+    Columns: formula (when the names are not the formulas), elpd_loo +- SE, difference to the best +- SE, verdict (with
     ``recommended``), stacking weight, p_loo, Pareto k (summary), fit (ok or what is
     wrong), reliable (Pareto k and fit both fine).
     """
     by = result.by if by is None else by
     table = result.ranking(by)
     out = pd.DataFrame(index=table.index)
-    out["formula"] = table["formula"]
+    if any(str(name) != str(text) for name, text in table["formula"].items()):
+        out["formula"] = table["formula"]  # models named by their formulas need no second copy
     out["elpd_loo"] = [f"{e:.1f} {_PM} {s:.1f}" for e, s in zip(table["elpd_loo"], table["se"])]
     out["difference to best"] = ["\N{EM DASH}" if r == 0 else f"\N{MINUS SIGN}{d:.1f} {_PM} {s:.1f}"
                                  for r, d, s in zip(table["rank"], table["elpd_diff"], table["dse"])]

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import sys
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
@@ -32,6 +31,8 @@ from ..samplers.registry import (
     check_settings,
     run_sampler,
 )
+from ..utils.display import RichDisplay
+from ..utils.progress import say
 from ..utils.seeds import resolve_seed
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -49,9 +50,13 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-@dataclasses.dataclass
-class Comparison:
-    """Fits of several samplers on one dataset, and their common yardsticks."""
+@dataclasses.dataclass(repr=False)
+class Comparison(RichDisplay):
+    """Fits of several samplers on one dataset, and their common yardsticks.
+
+    In Jupyter it displays as the report's verdict, its table (green rows trustworthy,
+    red not) and ESS/s bars (:mod:`hierlin_stan.reports.display`).
+    """
 
     dataset: Dataset
     fits: dict[str, "az.InferenceData"]
@@ -59,6 +64,11 @@ class Comparison:
     failures: dict[str, str]
     seed: int
     priors: str
+
+    def __repr__(self) -> str:
+        failed = f", {len(self.failures)} failed ({', '.join(self.failures)})" if self.failures else ""
+        return (f"Comparison({len(self.fits)} sampler(s) on N = {self.dataset.n}: {', '.join(self.fits) or 'none'}"
+                f"{failed}; seed {self.seed})")
 
     @functools.cached_property
     def table(self) -> pd.DataFrame:
@@ -178,7 +188,7 @@ def compare(
     if dataset is None:
         dataset = simulate(seed=seed)
     if log is None:
-        log = (lambda line: print(f"hierlin: {line}", file=sys.stderr)) if show_progress else (lambda line: None)
+        log = (lambda line: say(f"hierlin: {line}")) if show_progress else (lambda line: None)
     fits: dict[str, Any] = {}
     failures: dict[str, str] = {}
     for name in names:

@@ -35,6 +35,7 @@ from ..model.tables import read_columns
 from ..samplers.log_likelihood import MAX_LOGLIK_VALUES, add_log_likelihood
 from ..samplers.stan_glm import fit_formula, glm_priors
 from ..utils.checks import positive_int
+from ..utils.display import RichDisplay
 from ..utils.seeds import resolve_seed
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -48,7 +49,7 @@ MAX_COMPARE_VALUES = 50_000_000
 
 
 @dataclasses.dataclass
-class ModelComparison:
+class ModelComparison(RichDisplay):
     """Several formulas fitted to the same data, compared by PSIS-LOO.
 
     Attributes

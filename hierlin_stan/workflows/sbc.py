@@ -64,6 +64,7 @@ import pandas as pd
 
 from ..checks.calibration import PARAMS, default_bins, ecdf_band, rank_record, uniformity
 from ..model.priors import Priors, PriorsLike, resolve_priors
+from ..utils.display import RichDisplay
 from ..utils.files import atomic_path, write_text_atomic
 from ..utils.checks import positive_int as _positive_int
 from ..utils.seeds import MAX_SEED, resolve_seed
@@ -693,8 +694,10 @@ def _jsonable(value: Any) -> Any:
 
 
 # ------------------------------------------------------------------ result
-class SBCResult:
+class SBCResult(RichDisplay):
     """Records of an SBC run, their ranks and uniformity tests.
+
+    In Jupyter it displays as its uniformity table and ECDF plot (:mod:`hierlin_stan.reports.display`).
 
     Attributes
     ----------
