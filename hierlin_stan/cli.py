@@ -146,8 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
     sbc = sub.add_parser("sbc", help="simulation-based calibration of a sampler: ranks, p-values, plots, HTML")
     sbc.add_argument("--n-sims", type=int, default=200, help="simulations K (default 200)")
     sbc.add_argument("--sampler", default="stan-marginal",
-                     help="stan-marginal (default), stan-centered, stan-noncentered, metropolis-marginal, metropolis-full; "
-                          "with --formula also stan-collapsed, metropolis-collapsed")
+                     help="stan-marginal (default), stan-collapsed, stan-centered, stan-noncentered, metropolis-marginal, "
+                          "metropolis-full; with --formula also metropolis-collapsed")
     sbc.add_argument("--formula", default=None,
                      help="calibrate on this model, e.g. 'y ~ x + (1 + x | g)' (simulated with glm_simulate.stan)")
     sbc.add_argument("--priors", default="weakly_informative", help="simulating priors: weakly_informative (default) or notebook")

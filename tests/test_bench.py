@@ -32,6 +32,8 @@ def test_bench_quick_writes_table_and_plots(tmp_path):
     assert list(samplers.index) == list(plan.samplers)
     assert (samplers["min_ess_bulk_per_s"] > 0).all()
     assert (samplers["sampling_chain_seconds"] > 0).all()
+    # the default program (collapsed) on the notebook's eps = 0 data: no divergences
+    assert samplers.loc["stan-collapsed", "divergences"] == 0
     # The marginal posterior is the easy one: its ESS/s beats the full posterior's, for NUTS and Metropolis.
     assert samplers.loc["stan-marginal", "min_ess_bulk_per_s"] > samplers.loc["stan-centered", "min_ess_bulk_per_s"]
     assert (samplers.loc["metropolis-marginal", "min_ess_bulk_per_s"]

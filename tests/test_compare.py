@@ -55,7 +55,7 @@ def test_bad_sampler_names_raise_with_the_choices():
         compare(preset="nb")
     with pytest.raises(ValueError, match="settings given for 'metropolis-full'"):
         compare(samplers=["stan-marginal"], settings={"metropolis-full": {"draws": 10}})
-    with pytest.raises(ValueError, match="metropolis-full.*installed here: stan-marginal"):
+    with pytest.raises(ValueError, match="metropolis-full.*installed here: stan-collapsed, stan-marginal"):
         parse_samplers("list")
     assert parse_samplers(" stan-marginal , metropolis-full ") == ["stan-marginal", "metropolis-full"]
     assert parse_samplers(None) is None

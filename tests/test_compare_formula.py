@@ -60,8 +60,8 @@ def every(data):
 
 
 def test_formula_only_samplers_need_a_formula():
-    with pytest.raises(ValueError, match=r"sampler\(s\) \['stan-collapsed'\] run formulas only"):
-        compare(samplers=["stan-marginal", "stan-collapsed"])
+    with pytest.raises(ValueError, match=r"sampler\(s\) \['metropolis-collapsed'\] run formulas only"):
+        compare(samplers=["stan-marginal", "metropolis-collapsed"])
     with pytest.raises(ValueError, match=r"compare\(formula=...\) needs the data"):
         compare(formula=FORMULA, samplers=["stan-marginal"])
     with pytest.raises(ValueError, match="does not take a formula"):

@@ -136,7 +136,7 @@ def test_plain_line_progress_without_ipywidgets(tmp_path):
     for name, cell in zip(engines, nb.cells[1:]):
         lines = [_text(o, "text/plain") for o in cell.outputs]
         assert len(lines) == 1 and cell.outputs[0]["output_type"] == "display_data", lines
-        match = re.fullmatch(rf"{name} marginal \(4 chains\): 100% 8000/8000 it, done in ([\d.]+) s \(([\d,.]+) it/s\)",
+        match = re.fullmatch(rf"{name} {'marginal_fused' if name == 'cmdstan' else 'marginal'} \(4 chains\): 100% 8000/8000 it, done in ([\d.]+) s \(([\d,.]+) it/s\)",
                              lines[0])
         assert match, lines[0]
         seconds, rate = float(match.group(1)), float(match.group(2).replace(",", ""))

@@ -57,7 +57,7 @@ def first_draws(dataset, engine, **kw):
         ({"inits": [INIT, INIT, INIT]}, r"inits has 3 dicts for chains=4; give one dict per chain"),
         ({"inits": {"a": "x"}}, r"inits\['a'\]='x' must be a finite number"),
         ({"inits": {"a": float("inf")}}, r"inits\['a'\]=inf must be a finite number"),
-        ({"inits": {"b": [1.0] * 100}}, r"inits\['b'\]: 'b' is not a parameter of the marginal program \(it is drawn "
+        ({"inits": {"b": [1.0] * 100}}, r"inits\['b'\]: 'b' is not a parameter of the marginal program \(it is drawn exactly "
                                         r"after sampling, not sampled\); give some of \['a', 'mu_b', 'sigma_b', 'eps'\]"),
         ({"inits": {"alpha": 1.0}}, r"'alpha' is not a parameter of the marginal program"),
         ({"inits": {"eps": 20.0}}, r"inits\['eps'\]=20.0 must lie in \(0, 10\), the support of eps under these priors"),

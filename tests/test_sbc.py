@@ -172,7 +172,9 @@ def test_marginal_nuts_passes_sbc(calibrated):
     verdict = calibrated.uniformity()
     assert verdict.attrs["level"] == pytest.approx(0.05 / 8)
     table = calibrated.table
-    assert (table["max_rhat"] < 1.05).all()
+    # 4 chains x 200 draws: R-hat itself scatters by ~0.01-0.02; one of the 40 fits may pass 1.05
+    # (seed 11 with the marginal program without the c0 + c1 a + c2 a^2 cancellation: 1.053 once), none 1.1
+    assert (table["max_rhat"] > 1.05).sum() <= 1 and (table["max_rhat"] < 1.1).all(), table["max_rhat"].describe()
     # J = 4 groups with 200 warm-up iterations: a few fits have a divergence or two, no more
     assert table["divergences"].sum() < 0.005 * K_CALIBRATION * NUTS["chains"] * NUTS["draws"]
     # posterior z-scores of the truth: mean 0, sd 1 across simulations (within MC error)

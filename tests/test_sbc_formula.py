@@ -37,8 +37,8 @@ def test_bad_arguments_are_named():
         sbc(5, formula=FORMULA, priors="weakly_informative")
     with pytest.raises(ValueError, match=r"fit_priors: prior key 'gamma' is unknown"):
         sbc(5, formula=FORMULA, fit_priors={"gamma": "normal(0, 1)"})
-    with pytest.raises(ValueError, match=r"sampler='stan-collapsed' cannot be calibrated here \(it runs formulas only"):
-        sbc(5, sampler="stan-collapsed")
+    with pytest.raises(ValueError, match=r"sampler='metropolis-collapsed' cannot be calibrated here \(it runs formulas only"):
+        sbc(5, sampler="metropolis-collapsed")
     with pytest.raises(ValueError, match=r"sampler='bambi' cannot be calibrated here; choose one of \['stan-marginal'"):
         sbc(5, formula=FORMULA, sampler="bambi")
     with pytest.raises(ValueError, match=r"design has unknown key\(s\) \['J'\]"):

@@ -98,13 +98,14 @@ def _agree(idata_a, idata_b, names, k=4.0):
     return diff, tol
 
 
-@pytest.mark.parametrize("other", ["centered", "noncentered"])
-def test_parameterizations_agree_on_grouped_data(engine_name, grouped_data, fit_cache, other):
-    marg = fit_cache(engine_name, "grouped", grouped_data, "marginal")
+@pytest.mark.parametrize("reference, other", [("marginal", "centered"), ("marginal", "noncentered"),
+                                              ("collapsed", "marginal"), ("collapsed", "centered")])
+def test_parameterizations_agree_on_grouped_data(engine_name, grouped_data, fit_cache, reference, other):
+    marg = fit_cache(engine_name, "grouped", grouped_data, reference)
     alt = fit_cache(engine_name, "grouped", grouped_data, other)
     diff, tol = _agree(marg, alt, list(HYPER))
     assert (diff <= tol).all(), f"means differ by {diff.to_dict()} > 4 combined MCSE {tol.to_dict()}"
-    # the marginal program's exact b draws match the sampled b
+    # the integrated programs' exact b draws match the sampled b
     diff_b, tol_b = _agree(marg, alt, ["b"])
     assert (diff_b <= tol_b).all(), f"b means differ: {diff_b.to_dict()} vs {tol_b.to_dict()}"
 

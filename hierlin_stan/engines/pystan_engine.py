@@ -19,7 +19,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .programs import program_hash, program_source
+from .programs import is_fused, program_hash, program_source
 from ..utils.cache import cache_root, file_lock, working_directory
 from ..utils.console import capture_fd_output
 from ..utils.progress import progress_bar
@@ -79,6 +79,10 @@ class PyStanEngine:
             return await self._build(client, program)
 
     async def _build(self, client: Any, program: str) -> float:
+        if is_fused(program):
+            raise EngineError(f"{NAME}: the {program} program needs a C++ header, which httpstan cannot compile; "
+                              f"run its pure twin {program.removesuffix('_fused')!r} (fused=False), or use "
+                              "engine='cmdstan'")
         source = program_source(program)
         start = time.perf_counter()
         key = program_hash(source)

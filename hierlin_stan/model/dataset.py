@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
 import json
 import math
 import numbers
@@ -14,6 +15,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ..utils.files import atomic_path
+from .collapse import RowConstants, collapsed_scaling, row_constants
 from .sizes import group_sizes as _group_sizes
 
 TRUTH_KEYS = ("a", "mu_b", "sigma_b", "eps")
@@ -237,6 +239,15 @@ class Dataset:
             "sum_yy": total(self.y * self.y),
         }
 
+    @functools.cached_property
+    def row_constants(self) -> RowConstants:
+        """Constants of the marginal and collapsed programs, computed once from the rows (then cached).
+
+        See :func:`hierlin_stan.model.collapse.row_constants`: RSSperp(a) = rss_min + c2 (a - a*)^2
+        from the residual vector itself, and r*_j = sum x (y - a* - mu* x) per group.
+        """
+        return row_constants(self.x, self.y, self.group, self.n_groups)
+
     def to_stan_data(
         self,
         parameterization: str,
@@ -248,17 +259,22 @@ class Dataset:
 
         Parameters
         ----------
-        parameterization : {"centered", "noncentered", "marginal"}
+        parameterization : {"collapsed", "marginal", "centered", "noncentered"}
+            The fused twins take the same data.
         priors : mapping
             ``Priors.to_stan_data()``.
         write_y_rep : bool
             Draw replicated y.
         write_b : bool
-            (marginal only) draw the slopes in generated quantities.
+            (marginal, collapsed) draw the slopes in generated quantities.
         """
         data: dict[str, Any] = {"J": self.n_groups, **priors, "write_y_rep": int(write_y_rep)}
-        if parameterization == "marginal":
-            data.update(self.group_sums())
+        if parameterization in ("marginal", "collapsed"):
+            sums = self.group_sums()
+            data.update({k: sums[k] for k in ("n_group", "sum_x", "sum_xx")})
+            data.update(self.row_constants.to_stan_data())
+            if parameterization == "collapsed":
+                data.update(collapsed_scaling(self.row_constants, sums["n_group"], sums["sum_xx"], priors))
             data["write_b"] = int(write_b)
             data["N_rep"] = self.n if write_y_rep else 0
             data["x_rep"] = self.x if write_y_rep else np.zeros(0)
@@ -312,8 +328,9 @@ def rss_coefficients(sums: Mapping[str, np.ndarray]) -> tuple[float, float, floa
     ``RSSperp_j(a) = sum (y - a)^2 - (sum x (y - a))^2 / Sxx_j`` is the residual sum
     of squares of group j orthogonal to its x (``sum (y - a)^2`` when its x are all
     0). It is exactly 0 for a one-point group with x != 0, whose term is left out so
-    the marginal density stays finite as eps -> 0. ``marginal.stan`` computes the
-    same numbers in transformed data.
+    the marginal density stays finite as eps -> 0. The Stan programs use the stable
+    form ``rss_min + c2 (a - a*)^2`` of :attr:`Dataset.row_constants` instead: these
+    coefficients cancel catastrophically when the data fit (nearly) exactly.
 
     Parameters
     ----------

@@ -26,7 +26,6 @@ import numpy as np
 from ..model.dataset import TRUTH_KEYS, Dataset, rss_coefficients
 from .inference_data import build_inference_data
 from ..model.priors import PriorsLike, resolve_priors
-from ..engines.programs import check_parameterization
 from ..utils.checks import positive_int as _positive_int
 from ..utils.seeds import resolve_seed
 from ..utils.versions import __version__
@@ -73,10 +72,19 @@ _NUTPIE_STATS = {
     "mean_tree_accept": "acceptance_rate",
 }
 _INSTALL_PYMC = 'pip install "hierlin_stan[pymc]"'
+#: The models written in PyMC (no collapsed one: that is Stan's).
+PYMC_PARAMETERIZATIONS = ("centered", "noncentered", "marginal")
+
+
+def _check_pymc_parameterization(parameterization: str) -> None:
+    if parameterization == "collapsed":
+        raise ValueError("parameterization='collapsed' has no PyMC model; use Stan (hs.fit(data), its default) "
+                         f"or one of {list(PYMC_PARAMETERIZATIONS)}")
+    if parameterization not in PYMC_PARAMETERIZATIONS:
+        raise ValueError(f"parameterization={parameterization!r} is unknown; use one of {list(PYMC_PARAMETERIZATIONS)}")
 
 
 # --------------------------------------------------------------------------- imports
-
 
 def _import_pymc() -> Any:
     """Import PyMC or raise an ImportError that says how to install it."""
@@ -201,7 +209,7 @@ def build_pymc_model(
     ImportError
         When PyMC is not installed (the message gives the install line).
     """
-    check_parameterization(parameterization)
+    _check_pymc_parameterization(parameterization)
     if not isinstance(dataset, Dataset):
         raise ValueError(
             "dataset must be a hierlin_stan.Dataset (from simulate() or Dataset.from_csv()); "
@@ -436,7 +444,7 @@ def fit_pymc(
         PyMC (or, for ``sampler="nutpie"``, nutpie) is not installed.
     """
 
-    check_parameterization(parameterization)
+    _check_pymc_parameterization(parameterization)
     if sampler not in SAMPLERS:
         raise ValueError(f"sampler={sampler!r} is unknown; use one of {list(SAMPLERS)}")
     if not isinstance(dataset, Dataset):

@@ -2,8 +2,9 @@
 
 Samplers are named ``<family>-<variant>``:
 
-* ``stan-marginal``, ``stan-centered``, ``stan-noncentered`` (and, for formulas,
-  ``stan-collapsed``): Stan NUTS (CmdStan or PyStan).
+* ``stan-collapsed``, ``stan-marginal``, ``stan-centered``, ``stan-noncentered``: Stan NUTS (CmdStan
+  or PyStan; on CmdStan the notebook model's collapsed and marginal programs run with the fused
+  C++ gradient).
 * ``metropolis-marginal``, ``metropolis-full`` (and, for formulas, ``metropolis-collapsed``):
   the package's numpy adaptive random-walk Metropolis on the marginal posterior, or on the
   full one (every group effect, as the notebook sampled every slope).
@@ -61,10 +62,10 @@ class SamplerSpec:
 SAMPLERS: dict[str, SamplerSpec] = {
     s.name: s
     for s in (
+        SamplerSpec("stan-collapsed", "Stan NUTS, collapsed", "stan", "collapsed"),
         SamplerSpec("stan-marginal", "Stan NUTS, marginal", "stan", "marginal"),
         SamplerSpec("stan-centered", "Stan NUTS, centered", "stan", "centered"),
         SamplerSpec("stan-noncentered", "Stan NUTS, non-centered", "stan", "noncentered"),
-        SamplerSpec("stan-collapsed", "Stan NUTS, collapsed", "stan", "collapsed", models=("formula",)),
         SamplerSpec("metropolis-marginal", "Metropolis (numpy), marginal", "metropolis", "marginal",
                     "metropolis", 4, 20_000, 5_000, 5),
         SamplerSpec("metropolis-full", "Metropolis (numpy), full posterior", "metropolis", "full",
@@ -81,7 +82,7 @@ SAMPLERS: dict[str, SamplerSpec] = {
     )
 }
 REFERENCE = "stan-marginal"
-DEFAULT_SAMPLERS = ("stan-marginal", "stan-centered", "stan-noncentered", "metropolis-marginal", "metropolis-full")
+DEFAULT_SAMPLERS = ("stan-collapsed", "stan-marginal", "stan-centered", "stan-noncentered", "metropolis-marginal", "metropolis-full")
 #: The default set for a formula: every parameterization of the general programs.
 DEFAULT_FORMULA_SAMPLERS = ("stan-marginal", "stan-collapsed", "stan-centered", "stan-noncentered",
                             "metropolis-marginal", "metropolis-collapsed", "metropolis-full")
@@ -101,7 +102,7 @@ def available_samplers(formula: bool = False) -> tuple[str, ...]:
     Parameters
     ----------
     formula : bool
-        The set for a formula's model (adds ``stan-collapsed``, ``metropolis-collapsed``
+        The set for a formula's model (adds ``metropolis-collapsed``
         and ``bambi``) rather than the notebook's.
     """
     names = list(DEFAULT_FORMULA_SAMPLERS if formula else DEFAULT_SAMPLERS)

@@ -9,24 +9,33 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ..utils.az import az
+from ..model.collapse import draw_b, scale_to_unconstrained
 from ..model.dataset import Dataset, _group_sizes
 from ..engines import get_engine
 from ..engines.controls import InitsLike, NutsControls
 from .inference_data import to_inference_data
 from ..model.priors import Priors, PriorsLike, resolve_priors
-from ..engines.programs import check_parameterization
+from ..engines.programs import check_parameterization, header_hash, program_key, select_program
 from ..utils.checks import positive_int as _positive_int
 from ..utils.seeds import resolve_seed
 from ..utils.versions import environment_versions
 
-# Above this many stored values of b (chains x draws x J) the marginal fit drops b
-# unless asked to keep it: 2e7 doubles = 160 MB.
+# Above this many stored values of b (chains x draws x J) the marginal and collapsed fits
+# drop b unless asked to keep it (2e7 doubles = 160 MB); asked, they draw b in numpy from
+# the hyperparameter draws instead of having Stan write it (CmdStan writes ~9 bytes of CSV
+# per value: ~2.8 s and 9 MB per draw at J = 1e6).
 MAX_KEPT_VALUES = 20_000_000
+#: The notebook model's parameterization when none is given (see README, "Benchmarks").
+DEFAULT_PARAMETERIZATION = "collapsed"
+#: Parameterizations whose slopes b are integrated out and drawn exactly afterwards.
+INTEGRATED = ("marginal", "collapsed")
+#: The collapsed program's sampled coordinates: unconstrained sigma_b, eps (not in the posterior).
+COLLAPSED_INTERNAL = ("sigma_b_u", "eps_u")
 
 
 def fit(
     dataset: Dataset,
-    parameterization: str = "marginal",
+    parameterization: str | None = None,
     engine: str = "auto",
     chains: int = 4,
     draws: int = 1000,
@@ -44,6 +53,7 @@ def fit(
     inits: InitsLike = None,
     formula: str | None = None,
     dropna: bool = False,
+    fused: bool | None = None,
     scheduler: Any = None,
     log_likelihood: Any = None,
 ) -> "az.InferenceData":
@@ -60,9 +70,12 @@ def fit(
         ``formula``, also a DataFrame, a CSV/Parquet path (only the formula's
         columns are read), a Design, or a Dask DataFrame (summarised on a Dask
         cluster; see ``scheduler``).
-    parameterization : {"marginal", "centered", "noncentered"} (formulas also "collapsed")
-        ``marginal`` integrates the group effects out (no funnel; drawn exactly afterwards);
-        ``collapsed`` (formulas) integrates the common coefficients out as well.
+    parameterization : {"collapsed", "marginal", "centered", "noncentered"}, optional
+        ``collapsed`` (the default for the notebook's model) integrates the slopes b and the
+        common coefficients (a, mu_b) out: NUTS samples sigma_b and eps only, a, mu_b and b
+        are drawn exactly afterwards (no funnel, no divergences on the notebook's data);
+        ``marginal`` integrates b out and samples a, mu_b, sigma_b, eps; ``centered`` and
+        ``noncentered`` sample every b. Formulas: see :func:`~hierlin_stan.samplers.stan_glm.fit_formula`.
     formula : str, optional
         E.g. ``"log_radon ~ floor + (1 + floor | county)"``: lme4/brms syntax, one
         grouping factor, ``|`` correlated or ``||`` independent group terms.
@@ -90,8 +103,10 @@ def fit(
     priors : None, str, mapping or Priors
         Default: the notebook's priors; ``"weakly_informative"`` for the other preset.
     keep_b : bool, optional
-        (marginal) draw and keep the J slopes. Default: keep unless that means
+        (marginal, collapsed) draw and keep the J slopes. Default: keep unless that means
         more than 2e7 stored numbers, in which case a warning says they were dropped.
+        ``keep_b=True`` beyond that draws them in numpy from the hyperparameter draws
+        (exact, as Stan would; Stan writing them costs ~9 bytes of CSV per number).
     y_rep : bool
         Draw replicated data (posterior predictive).
     show_progress : bool
@@ -109,7 +124,15 @@ def fit(
         Starting values: a radius r >= 0 (unconstrained values uniform on (-r, r),
         Stan's ``init=r``; default 2), a dict of constrained values such as
         ``{"a": 2.0, "sigma_b": 1.0, "eps": 0.5}`` (others drawn with radius 2), or
-        a list of such dicts, one per chain.
+        a list of such dicts, one per chain. The collapsed program samples sigma_b and
+        eps only (give those; they are converted to its internal coordinates), and its
+        radius applies around its least-squares centre, in units of the scaling.
+    fused : bool, optional
+        (marginal, collapsed, on CmdStan) None: run the fused program, whose log density
+        and gradient come from the package's C++ header (same posterior and draws
+        distribution, ~5-30x less time per gradient); False: the pure Stan program;
+        True: insist on the fused one (an error on PyStan, which cannot compile C++
+        headers). What ran is in ``idata.attrs["program"]`` and ``["program_variant"]``.
 
     Returns
     -------
@@ -126,11 +149,14 @@ def fit(
         When a chain fails (e.g. cannot initialise), naming it and Stan's reason.
     """
     if formula is not None:
-        from .stan_glm import fit_formula
+        from .stan_glm import DEFAULT_GLM_PARAMETERIZATION, fit_formula
 
         if y_rep:
             raise ValueError("y_rep=True is not available for formulas yet; draw from the posterior of u "
                              "with hs.simulate(...) instead")
+        if fused is not None:
+            raise ValueError("fused= is for the notebook's model; formulas choose their program by parameterization")
+        parameterization = DEFAULT_GLM_PARAMETERIZATION if parameterization is None else parameterization
         return fit_formula(dataset, formula, parameterization, engine=engine, chains=chains, draws=draws,
                            warmup=warmup, seed=seed, priors=priors, thin=thin, keep_u=keep_b, dropna=dropna,
                            show_progress=show_progress, adapt_delta=adapt_delta, max_treedepth=max_treedepth,
@@ -147,6 +173,7 @@ def fit(
             f"dataset must be a hierlin_stan.Dataset (from simulate() or Dataset.from_csv()) for the notebook's "
             f"model; got {type(dataset).__name__}, which needs a formula: "
             "hs.fit(data, formula='y ~ x + (1 + x | g)')")
+    parameterization = DEFAULT_PARAMETERIZATION if parameterization is None else parameterization
     check_parameterization(parameterization)
     chains, draws, warmup, thin = (_positive_int(v, n) for v, n in ((chains, "chains"), (draws, "draws"), (warmup, "warmup"), (thin, "thin")))
     seed = resolve_seed(seed)
@@ -155,21 +182,38 @@ def fit(
     check_inits_for_program(controls, parameterization, dataset.n_groups, prior)
     kept = chains * ((draws + thin - 1) // thin) * dataset.n_groups
     if keep_b is None:
-        keep_b = parameterization != "marginal" or kept <= MAX_KEPT_VALUES
+        keep_b = parameterization not in INTEGRATED or kept <= MAX_KEPT_VALUES
         if not keep_b:
             warnings.warn(
                 f"not keeping the {dataset.n_groups} slopes b ({kept:.2g} numbers); pass keep_b=True to keep them",
                 stacklevel=2,
             )
+    # b written by Stan only while that is cheap; beyond, drawn in numpy (the same exact conditional)
+    b_in_numpy = bool(keep_b) and parameterization in INTEGRATED and kept > MAX_KEPT_VALUES and not y_rep
     eng = get_engine(engine, verbose=show_progress)
-    compile_seconds = eng.compile(parameterization)
-    data = dataset.to_stan_data(parameterization, prior.to_stan_data(), write_y_rep=y_rep, write_b=keep_b)
-    raw = eng.sample(parameterization, data, chains=chains, draws=draws, warmup=warmup, seed=seed, thin=thin,
-                     show_progress=show_progress, controls=controls)
+    program, variant = select_program(parameterization, eng.name, fused)
+    compile_seconds = eng.compile(program)
+    data = dataset.to_stan_data(parameterization, prior.to_stan_data(), write_y_rep=y_rep,
+                                write_b=bool(keep_b) and not b_in_numpy)
+    run_controls = collapsed_inits(controls, prior) if parameterization == "collapsed" else controls
+    raw = eng.sample(program, data, chains=chains, draws=draws, warmup=warmup, seed=seed, thin=thin,
+                     show_progress=show_progress, controls=run_controls)
     raw.info["compile_seconds"] = compile_seconds
+    for name in COLLAPSED_INTERNAL:
+        raw.variables.pop(name, None)
+    if b_in_numpy:
+        raw.variables["b"] = _draw_b_numpy(dataset, raw.variables, seed)
+    # every program's posterior in one order: a, mu_b, sigma_b, eps, then the rest
+    first = [k for k in ("a", "mu_b", "sigma_b", "eps") if k in raw.variables]
+    raw.variables = {k: raw.variables[k] for k in first + [k for k in raw.variables if k not in first]}
     attrs = {
         "sampler": "nuts",
         "parameterization": parameterization,
+        "program": program,
+        "program_variant": variant,
+        "program_hash": program_key(program),
+        "fused_header_hash": header_hash() if variant == "fused" else None,
+        "b_drawn_in": ("numpy" if b_in_numpy else "stan") if keep_b and parameterization in INTEGRATED else None,
         "seed": seed,
         "chains": chains,
         "draws": draws,
@@ -182,6 +226,34 @@ def fit(
         **environment_versions(),
     }
     return to_inference_data(raw, dataset, attrs)
+
+
+def _draw_b_numpy(dataset: Dataset, variables: Mapping[str, np.ndarray], seed: int) -> np.ndarray:
+    """The slopes b (chain, draw, J) drawn exactly from the hyperparameter draws, in numpy."""
+    shape = variables["a"].shape
+    flat = {k: np.asarray(variables[k], dtype=float).reshape(-1) for k in ("a", "mu_b", "sigma_b", "eps")}
+    rng = np.random.default_rng(np.random.SeedSequence(entropy=int(seed), spawn_key=(0xB,)))
+    b = draw_b(dataset.group_sums(), dataset.row_constants, flat["a"], flat["mu_b"], flat["sigma_b"], flat["eps"], rng)
+    return b.reshape(shape + (dataset.n_groups,))
+
+
+def collapsed_inits(controls: NutsControls, prior: Priors) -> NutsControls:
+    """Dict inits of the collapsed program: constrained sigma_b, eps -> its coordinates sigma_b_u, eps_u."""
+    import dataclasses
+
+    if not isinstance(controls.inits, (dict, tuple)):
+        return controls
+
+    def convert(values: Mapping[str, Any]) -> dict[str, Any]:
+        out = {}
+        for name, value in values.items():
+            out[f"{name}_u"] = scale_to_unconstrained(float(value), getattr(prior, f"{name}_family"),
+                                                      getattr(prior, f"{name}_scale"))
+        return out
+
+    inits = (tuple(convert(v) for v in controls.inits) if isinstance(controls.inits, tuple)
+             else convert(controls.inits))
+    return dataclasses.replace(controls, inits=inits)
 
 
 def check_inits_for_program(controls: NutsControls, parameterization: str, n_groups: int, prior: Priors) -> None:
@@ -197,12 +269,15 @@ def check_inits_for_program(controls: NutsControls, parameterization: str, n_gro
         return
     vectors = {"centered": "b", "noncentered": "z"}
     names = ["a", "mu_b", "sigma_b", "eps"] + ([vectors[parameterization]] if parameterization in vectors else [])
+    drawn_names = ["b", "z", "y_rep"]
+    if parameterization == "collapsed":
+        names, drawn_names = ["sigma_b", "eps"], ["a", "mu_b", "b", "y_rep"]
     dicts = controls.inits if isinstance(controls.inits, tuple) else (controls.inits,)
     for k, values in enumerate(dicts):
         where = f"inits[{k}]" if isinstance(controls.inits, tuple) else "inits"
         for name, value in values.items():
             if name not in names:
-                drawn = " (it is drawn after sampling, not sampled)" if name in ("b", "z", "y_rep") else ""
+                drawn = " (it is drawn exactly after sampling, not sampled)" if name in drawn_names else ""
                 raise ValueError(f"{where}[{name!r}]: {name!r} is not a parameter of the {parameterization} "
                                  f"program{drawn}; give some of {names}")
             if name in ("b", "z"):

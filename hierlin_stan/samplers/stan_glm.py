@@ -37,6 +37,8 @@ from .inference_data import STAT_NAMES, _coord, clean_attrs
 __all__ = ["GLM_PARAMETERIZATIONS", "fit_formula", "stan_data", "glm_priors", "glm_inference_data"]
 
 GLM_PARAMETERIZATIONS = ("marginal", "collapsed", "centered", "noncentered")
+#: A formula's parameterization when none is given.
+DEFAULT_GLM_PARAMETERIZATION = "marginal"
 #: Above this many stored values of u (chains x draws x J x q) a fit drops u unless asked.
 MAX_KEPT_VALUES = 20_000_000
 

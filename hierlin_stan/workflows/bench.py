@@ -78,7 +78,7 @@ _QUICK_METROPOLIS = {"draws": 4000, "warmup": 2000, "thin": 2}
 PLANS: dict[str, BenchPlan] = {
     # ~1 minute: what the test suite runs.
     "quick": BenchPlan(
-        samplers=("stan-marginal", "stan-centered", "metropolis-marginal", "metropolis-full"),
+        samplers=("stan-collapsed", "stan-marginal", "stan-centered", "metropolis-marginal", "metropolis-full"),
         settings={"metropolis-marginal": _QUICK_METROPOLIS, "metropolis-full": _QUICK_METROPOLIS},
         per_point_n=(100, 1000),
         grouped_n=(1000, 100_000),

@@ -11,7 +11,7 @@ results -> plots**, each a plain object you can inspect and save.
   derived from ``(seed, k)`` alone (:func:`simulation_seeds`), so results depend neither
   on the executor nor on the order in which simulations finish.
 * :class:`SBCBackend` fits a dataset with one of the package's samplers
-  (``stan-marginal``, ``stan-centered``, ``stan-noncentered``,
+  (``stan-collapsed``, ``stan-marginal``, ``stan-centered``, ``stan-noncentered``,
   ``metropolis-marginal``, ``metropolis-full``; see
   :data:`hierlin_stan.compare.SAMPLERS`) or with any picklable callable
   ``backend(dataset, seed) -> InferenceData``.
@@ -92,9 +92,9 @@ __all__ = [
 
 #: Samplers of :data:`hierlin_stan.compare.SAMPLERS` that SBC can run.
 SBC_SAMPLERS: tuple[str, ...] = (
-    "stan-marginal", "stan-centered", "stan-noncentered", "metropolis-marginal", "metropolis-full",
+    "stan-collapsed", "stan-marginal", "stan-centered", "stan-noncentered", "metropolis-marginal", "metropolis-full",
 )
-#: ... and for a formula (the collapsed parameterization too).
+#: ... and for a formula (the numpy Metropolis on the collapsed target too).
 SBC_FORMULA_SAMPLERS: tuple[str, ...] = (
     "stan-marginal", "stan-collapsed", "stan-centered", "stan-noncentered", "metropolis-marginal",
     "metropolis-collapsed", "metropolis-full",
