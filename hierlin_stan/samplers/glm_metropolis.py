@@ -30,11 +30,9 @@ from ..model.glm import Design, design as make_design
 from ..model.glm_draws import draw_beta, draw_u, sigma_factor
 from ..utils.az import az
 from ..utils.checks import positive_int
-from ..utils.progress import progress_bar
 from ..utils.seeds import resolve_seed
-from ..utils.versions import environment_versions
 from .glm_logdensity import GLMTarget
-from .rwm import ADAPTATIONS, TARGET_ACCEPTANCE, initial_points, rwm, single_threaded_blas
+from .rwm import ADAPTATIONS, run_attrs, run_chains
 from .stan_glm import MAX_KEPT_VALUES, glm_inference_data, glm_priors
 
 __all__ = ["GLM_TARGETS", "metropolis_formula"]
@@ -121,15 +119,8 @@ def metropolis_formula(
                           "pass keep_b=True to keep them", stacklevel=2)
     model = GLMTarget(d, GLM_TARGETS[target], prior)
     rng = np.random.default_rng(seed)
-    init, init_lp = initial_points(model, chains, model.dim, rng)
-    bar = progress_bar(warmup + draws, f"metropolis {target} ({chains} chains)", show_progress)
-    try:
-        with single_threaded_blas():
-            result = rwm(model, init, warmup=warmup, draws=draws, thin=thin, rng=rng, adapt=adapt,
-                          progress=None if bar is None else bar.update, init_lp=init_lp)
-    finally:
-        if bar is not None:
-            bar.close()
+    result = run_chains(model, chains, model.dim, warmup, draws, thin, rng, adapt,
+                        f"metropolis {target} ({chains} chains)", show_progress)
 
     post_start = time.perf_counter()
     flat = result.draws.reshape(-1, model.dim)
@@ -151,20 +142,7 @@ def metropolis_formula(
         "thin": thin,
         "dim": model.dim,
         "keep_u": int(bool(keep_u)),
-        "adaptation": (f"{adapt} covariance (pooled chains, Stan-like windows) + Robbins-Monro scale toward "
-                       f"{TARGET_ACCEPTANCE} acceptance; frozen after warm-up"),
-        "target_acceptance": TARGET_ACCEPTANCE,
-        "proposal_scale": result.scale,
-        "covariance_updates": result.cov_updates,
-        "acceptance_mean": result.mean_accept_prob,
-        "accepted_fraction": result.accepted_fraction,
-        "compile_seconds": 0.0,
-        "warmup_seconds": result.warmup_seconds,
-        "sampling_seconds": sampling_seconds,
-        # every chain advances in the same single-threaded numpy step: the time is all chains' work
-        "sampling_chain_seconds": sampling_seconds,
-        "iterations_per_second": draws / result.sampling_seconds if result.sampling_seconds > 0 else None,
-        **environment_versions(),
+        **run_attrs(result, adapt, draws, warmup, sampling_seconds),
         "wall_seconds": time.perf_counter() - wall,
     }
     stats = {"lp": result.lp, "acceptance_rate": result.accept_prob}

@@ -31,15 +31,13 @@ from ..utils.checks import positive_int as _positive_int
 from .inference_data import build_inference_data
 from .logdensity import HYPER, Target
 from ..model.priors import PriorsLike, resolve_priors
-from ..utils.progress import progress_bar
 from ..utils.seeds import resolve_seed
-from ..utils.versions import environment_versions
 
 __all__ = ["TARGETS", "ADAPTATIONS", "TARGET_ACCEPTANCE", "metropolis"]
 
 from .rwm import (  # noqa: F401 - the core lives in rwm.py; re-exported for callers
     ADAPTATIONS, BLOCK, INIT_ATTEMPTS, INIT_RADIUS, TARGET_ACCEPTANCE, LogDensity, RWMResult, _cholesky,
-    _initial_points, _Moments, _rwm, _schedule, _segments, _single_threaded_blas,
+    _initial_points, _Moments, _rwm, _schedule, _segments, _single_threaded_blas, run_attrs, run_chains,
 )
 
 #: Metropolis targets and the Stan program whose density each one is.
@@ -158,18 +156,8 @@ def metropolis(
     model = Target(dataset, TARGETS[target], prior)
     logp = model.batch_log_density(chains)
     rng = np.random.default_rng(seed)
-    init, init_lp = _initial_points(logp, chains, model.dim, rng)
-
-    bar = progress_bar(warmup + draws, f"metropolis {target} ({chains} chains)", show_progress)
-    try:
-        with _single_threaded_blas():
-            result = _rwm(
-                logp, init, warmup=warmup, draws=draws, thin=thin, rng=rng, adapt=adapt,
-                progress=None if bar is None else bar.update, init_lp=init_lp,
-            )
-    finally:
-        if bar is not None:
-            bar.close()
+    result = run_chains(logp, chains, model.dim, warmup, draws, thin, rng, adapt,
+                        f"metropolis {target} ({chains} chains)", show_progress)
 
     post_start = time.perf_counter()
     flat = result.draws.reshape(-1, model.dim)
@@ -197,23 +185,7 @@ def metropolis(
         "priors": prior.describe(),
         **{f"prior_{k}": v for k, v in prior.to_stan_data().items()},
         "keep_b": int(bool(keep_b)),
-        "adaptation": (
-            f"{adapt} covariance (pooled chains, Stan-like windows) + Robbins-Monro scale "
-            f"toward {TARGET_ACCEPTANCE} acceptance; frozen after warm-up"
-        ),
-        "target_acceptance": TARGET_ACCEPTANCE,
-        "proposal_scale": result.scale,
-        "covariance_updates": result.cov_updates,
-        "acceptance_mean": result.mean_accept_prob,
-        "accepted_fraction": result.accepted_fraction,
-        "compile_seconds": 0.0,
-        "warmup_seconds": result.warmup_seconds,
-        "sampling_seconds": sampling_seconds,
-        # every chain advances in the same single-threaded numpy step: the time is all chains' work
-        "sampling_chain_seconds": sampling_seconds,
-        "iterations_per_second": draws / result.sampling_seconds if result.sampling_seconds > 0 else None,
-        "warmup_iterations_per_second": warmup / result.warmup_seconds if result.warmup_seconds > 0 else None,
-        **environment_versions(),
+        **run_attrs(result, adapt, draws, warmup, sampling_seconds),
     }
     stats = {"lp": result.lp, "acceptance_rate": result.accept_prob}
     attrs["wall_seconds"] = time.perf_counter() - wall_start

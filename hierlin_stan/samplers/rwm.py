@@ -26,7 +26,11 @@ from typing import Any, Callable
 
 import numpy as np
 
-__all__ = ["ADAPTATIONS", "TARGET_ACCEPTANCE", "RWMResult", "rwm", "initial_points", "single_threaded_blas"]
+from ..utils.progress import progress_bar
+from ..utils.versions import environment_versions
+
+__all__ = ["ADAPTATIONS", "TARGET_ACCEPTANCE", "RWMResult", "rwm", "initial_points", "single_threaded_blas",
+           "run_chains", "run_attrs"]
 
 #: Proposal adaptations: full covariance, or its diagonal only.
 ADAPTATIONS: tuple[str, ...] = ("full", "diag")
@@ -400,3 +404,55 @@ def _rwm(
 rwm = _rwm
 initial_points = _initial_points
 single_threaded_blas = _single_threaded_blas
+
+
+def run_chains(logp: LogDensity, chains: int, dim: int, warmup: int, draws: int, thin: int,
+               rng: np.random.Generator, adapt: str, label: str, show_progress: bool) -> RWMResult:
+    """Start every chain as Stan does, then run them all with one progress bar and single-threaded BLAS.
+
+    Parameters
+    ----------
+    logp : callable
+        Batched log density on the unconstrained space, ``(chains, dim) -> (chains,)``.
+    chains, dim, warmup, draws, thin : int
+    rng : numpy.random.Generator
+        Draws the starting points, then the chains' proposals (in that order: same seed, same draws).
+    adapt : {"full", "diag"}
+    label : str
+        The progress bar's text.
+    show_progress : bool
+    """
+    init, init_lp = _initial_points(logp, chains, dim, rng)
+    bar = progress_bar(warmup + draws, label, show_progress)
+    try:
+        with _single_threaded_blas():
+            return _rwm(logp, init, warmup=warmup, draws=draws, thin=thin, rng=rng, adapt=adapt,
+                        progress=None if bar is None else bar.update, init_lp=init_lp)
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def run_attrs(result: RWMResult, adapt: str, draws: int, warmup: int, sampling_seconds: float) -> dict[str, Any]:
+    """The attrs every Metropolis fit records: adaptation, acceptance, timings, versions.
+
+    ``sampling_seconds`` is the sampling phase plus drawing what the target integrated out;
+    every chain advances in the same single-threaded numpy step, so it is all chains' work
+    (``sampling_chain_seconds``).
+    """
+    return {
+        "adaptation": (f"{adapt} covariance (pooled chains, Stan-like windows) + Robbins-Monro scale toward "
+                       f"{TARGET_ACCEPTANCE} acceptance; frozen after warm-up"),
+        "target_acceptance": TARGET_ACCEPTANCE,
+        "proposal_scale": result.scale,
+        "covariance_updates": result.cov_updates,
+        "acceptance_mean": result.mean_accept_prob,
+        "accepted_fraction": result.accepted_fraction,
+        "compile_seconds": 0.0,
+        "warmup_seconds": result.warmup_seconds,
+        "sampling_seconds": sampling_seconds,
+        "sampling_chain_seconds": sampling_seconds,
+        "iterations_per_second": draws / result.sampling_seconds if result.sampling_seconds > 0 else None,
+        "warmup_iterations_per_second": warmup / result.warmup_seconds if result.warmup_seconds > 0 else None,
+        **environment_versions(),
+    }
