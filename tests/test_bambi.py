@@ -7,6 +7,7 @@ where bambi is not installed (it comes with the ``pymc`` extra).
 
 from __future__ import annotations
 
+import logging
 import math
 
 import numpy as np
@@ -105,3 +106,23 @@ def test_correlated_formula_says_bambi_fits_another_model(frame):
     assert not any(c.startswith("z_Omega") and not np.isnan(cross.loc["bambi", c]) for c in cross.columns)
     shown = display_table(result)
     assert shown.loc["bambi (PyMC NUTS, non-centered)", "model differs"].startswith("Omega:")
+
+
+@bambi_test
+def test_quiet_bambi_fit_prints_nothing(frame, capfd, caplog):
+    """show_progress=False (the CLI's --quiet): none of PyMC's "Initializing NUTS" / "Sampling 4 chains" lines.
+
+    Where the root logger has no handler (a script, the CLI) PyMC prints its INFO records to
+    stderr itself; under pytest they reach pytest's handler instead, so both are checked."""
+    caplog.set_level(logging.INFO)
+    idata = fit_bambi(frame, INDEPENDENT, chains=2, draws=50, warmup=50, seed=1, show_progress=False)
+    out, err = capfd.readouterr()
+    assert idata.posterior.sizes["draw"] == 50
+    assert out == "" and err == "", (out, err)
+    chatter = [r.getMessage() for r in caplog.records if r.name.split(".")[0] in ("pymc", "bambi")
+               and r.levelno < logging.WARNING]
+    assert chatter == []
+    assert logging.getLogger("pymc").level == PYMC_LEVEL  # restored after the fit
+
+
+PYMC_LEVEL = logging.getLogger("pymc").level

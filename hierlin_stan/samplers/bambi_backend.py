@@ -43,6 +43,7 @@ from ..model.glm import Design, design as make_design
 from ..model.glm_priors import GLMPriors, Prior
 from ..model.tables import read_columns
 from ..utils.checks import positive_int
+from ..utils.console import quiet_loggers
 from ..utils.seeds import resolve_seed
 from ..utils.versions import __version__
 from .pymc_backend import _PYMC_STATS, _ChainClock, _import_pymc, _typed_stats, _version_of
@@ -254,7 +255,7 @@ def fit_bambi(
     bprior, differences = bambi_priors(bmb, d, prior, group, common)
     wall = time.perf_counter()
     cores = min(chains, os.cpu_count() or 1)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), quiet_loggers(("pymc", "bambi"), quiet=not show_progress):
         warnings.filterwarnings("ignore", message=".*BLAS.*", category=UserWarning)
         # bambi 0.16 on pandas 3: select_dtypes("object") also selects 'str' columns (deprecated): bambi's noise
         warnings.filterwarnings("ignore", message=".*'str' dtypes are included by select_dtypes.*")

@@ -16,6 +16,7 @@ Two kinds of chatter reach a user's terminal or notebook while Stan runs:
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 import tempfile
@@ -23,7 +24,7 @@ import threading
 import time
 from typing import Any, Callable, Iterator
 
-__all__ = ["CapturedText", "capture_fd_output", "capture_thread_output"]
+__all__ = ["CapturedText", "capture_fd_output", "capture_thread_output", "quiet_loggers"]
 
 
 class _ThreadRouter:
@@ -154,3 +155,21 @@ def capture_fd_output(fds: tuple[int, ...] = (1, 2)) -> Iterator[CapturedText]:
                 os.close(copy)
             sink.seek(0)
             captured.text = sink.read().decode("utf-8", "replace")
+
+
+@contextlib.contextmanager
+def quiet_loggers(names: tuple[str, ...], quiet: bool = True, level: int = logging.WARNING) -> Iterator[None]:
+    """Raise the level of the named loggers (e.g. PyMC's "Initializing NUTS" INFO lines) to ``level``
+    for the block when ``quiet``; warnings and errors still get through. Levels are restored after."""
+    if not quiet:
+        yield
+        return
+    loggers = [logging.getLogger(name) for name in names]
+    before = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(max(level, logger.getEffectiveLevel()))
+    try:
+        yield
+    finally:
+        for logger, old in zip(loggers, before):
+            logger.setLevel(old)
