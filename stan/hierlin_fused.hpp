@@ -2,9 +2,9 @@
 // (CmdStan only: a user C++ header, compiled with stanc --allow-undefined).
 //
 // The *_fused.stan programs declare these functions without a body; their pure twins
-// (marginal.stan, collapsed.stan, glm_marginal.stan, glm_collapsed.stan) define the same
-// functions, with the same signatures, in Stan. Tests hold both equal (value and gradient,
-// 1e-10 relative).
+// (marginal.stan, collapsed.stan: the notebook's model) define the same functions, with the
+// same signatures, in Stan. Tests hold both equal (value and gradient, 1e-10 relative).
+// The formula programs (glm_*.stan) have no fused twins yet.
 //
 // How CmdStan uses this file: cmdstanpy's user_header= compiles the model with
 // `-include <this file>`, i.e. BEFORE the generated model code. The first line includes

@@ -11,6 +11,7 @@ import logging
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import hierlin_stan as hs
@@ -126,3 +127,23 @@ def test_quiet_bambi_fit_prints_nothing(frame, capfd, caplog):
 
 
 PYMC_LEVEL = logging.getLogger("pymc").level
+
+
+@bambi_test
+def test_bambi_fits_the_design_rows_with_dropped_missing_values_and_unsorted_categories(frame):
+    """dropna=True drops the same rows for bambi as for the design; a pandas Categorical whose first
+    category (the design's reference level) is not the first in sorted order goes through the
+    design's columns, so bambi cannot pick another reference level."""
+    df = frame.copy()
+    df["kind"] = pd.Categorical(np.where(np.arange(len(df)) % 3 == 0, "lo", np.where(np.arange(len(df)) % 3 == 1,
+                                                                                    "mid", "hi")),
+                                categories=["mid", "lo", "hi"])
+    df.loc[4, "x"] = np.nan
+    formula = "y ~ x + kind + (1 | g)"
+    d = hs.design(df, formula, dropna=True)
+    assert d.N == len(df) - 1 and list(d.term_names) == ["Intercept", "x", "kind[lo]", "kind[hi]"]
+    idata = fit_bambi(df, formula, chains=2, draws=60, warmup=60, seed=2, design=d, show_progress=False)
+    assert list(idata.posterior["beta"].coords["term"].values) == list(d.term_names)
+    assert idata.attrs["bambi_data"] == "the design's columns"
+    plain = fit_bambi(frame, "y ~ x + (1 | g)", chains=2, draws=60, warmup=60, seed=2, show_progress=False)
+    assert plain.attrs["bambi_data"] == "the table's columns"

@@ -45,6 +45,8 @@ def test_bad_arguments_are_named():
         sbc(5, formula=FORMULA, design={"J": 3})
     with pytest.raises(ValueError, match="the formula is empty"):
         sbc(5, formula="")
+    with pytest.raises(ValueError, match=r"C\(k\) is categorical; a formula's SBC simulates numeric predictors only"):
+        sbc(5, formula="y ~ x + C(k) + (1 | g)")
 
 
 def test_cli_formula_flags_are_checked(capsys):

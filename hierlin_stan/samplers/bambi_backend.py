@@ -144,19 +144,28 @@ def _design_frame(d: Design) -> tuple[pd.DataFrame, str, dict[str, str], dict[st
     rows = d.row_data()
     frame = pd.DataFrame({"y": rows.y})
     common, group = {}, {}
+    # an intercept column is bambi's own intercept ("Intercept", "1|g"): bambi refuses a constant column
+    cs = ["1" if "Intercept" in d.term_names else "0"]
     for k, name in enumerate(d.term_names):
+        if name == "Intercept":
+            common[name] = "Intercept"
+            continue
         frame[f"c{k}"] = rows.x[:, k]
         common[name] = f"c{k}"
-    zs = []
+        cs.append(f"c{k}")
+    zs = ["1" if "Intercept" in d.group_term_names else "0"]
     for k, name in enumerate(d.group_term_names):
+        if name == "Intercept":
+            group[name] = "1|g"
+            continue
         frame[f"z{k}"] = rows.z[:, k]
         zs.append(f"z{k}")
         group[name] = f"z{k}|g"
     frame["g"] = pd.Categorical([str(v) for v in np.asarray(d.group_labels)[rows.codes]],
                                 categories=[str(v) for v in d.group_labels])
-    rhs = " + ".join(["0"] + list(common.values()))
-    if zs:
-        rhs += f" + (0 + {' + '.join(zs)} | g)"
+    rhs = " + ".join(cs)
+    if group:
+        rhs += f" + ({' + '.join(zs)} | g)"
     return frame, f"y ~ {rhs}", common, group
 
 
@@ -242,13 +251,21 @@ def fit_bambi(
             raise ValueError("bambi needs formula=..., e.g. 'y ~ x + (1 + x || g)'")
         d = make_design(data, formula, dropna=dropna)
     prior = glm_priors(d, priors)
-    if isinstance(data, Design) or not _plain_terms(d):
+    frame = None
+    if not isinstance(data, Design) and _plain_terms(d):
+        frame = read_columns(data, d.formula.columns)
+        if frame.isna().to_numpy().any():
+            frame = frame.dropna()  # the rows the design dropped (dropna=True here or where it was built)
+        categorical = [c for c in frame.columns
+                       if c != d.spec.group_factor and isinstance(frame[c].dtype, pd.CategoricalDtype)]
+        if len(frame) != d.N or categorical:
+            # other rows than the design's, or a pandas Categorical whose reference level bambi would
+            # choose differently (it sorts the levels; the design takes the first category)
+            frame = None
+    if frame is None:
         frame, text, common, group = _design_frame(d)
         source = "the design's columns"
     else:
-        frame = read_columns(data, d.formula.columns)
-        if dropna:
-            frame = frame.dropna()
         text = bambi_formula(d)
         common, group = _term_maps(d)
         source = "the table's columns"

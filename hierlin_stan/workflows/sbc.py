@@ -329,9 +329,11 @@ def _init_worker(engine: str, programs: tuple[str, ...]) -> None:
     warnings.simplefilter("ignore")
     from ..engines import get_engine
 
+    from ..engines.programs import select_program
+
     eng = get_engine(engine, verbose=False)
     for name in programs:
-        eng.compile(name)
+        eng.compile(select_program(name, eng.name)[0])  # the program fit() will run: the fused twin on CmdStan
 
 
 # -------------------------------------------------------------------- run
@@ -572,7 +574,7 @@ def _formula_parts(formula: str, design: Mapping[str, Any] | None, priors: Any, 
                    ) -> tuple[FormulaSBCGenerator, SBCBackend, tuple[str, ...]]:
     """Generator, backend and ranked scalars of a formula's SBC, every argument checked before anything runs."""
     from ..engines import ENGINES
-    from ..model.design import build_spec
+    from ..model.design import DataError, build_spec
     from ..model.formula import parse_formula
     from ..model.glm_priors import PriorError, resolve_glm_priors
     from ..model.glm_simulate import simulation_frame
@@ -599,8 +601,14 @@ def _formula_parts(formula: str, design: Mapping[str, Any] | None, priors: Any, 
     if groups is not None and not isinstance(groups, numbers.Integral):
         groups = tuple(int(g) for g in groups)
     # the terms of the design, from one simulated frame (validates n, groups and the formula's columns)
-    frame = simulation_frame(form, None, spec["n"], list(groups) if isinstance(groups, tuple) else groups,
-                             spec["x_low"], spec["x_high"], np.random.default_rng(0))
+    try:
+        frame = simulation_frame(form, None, spec["n"], list(groups) if isinstance(groups, tuple) else groups,
+                                 spec["x_low"], spec["x_high"], np.random.default_rng(0))
+    except DataError as err:
+        if "is categorical" not in str(err):
+            raise
+        raise ValueError(f"{formula!r}: {str(err).split(':')[0]}; a formula's SBC simulates numeric predictors only "
+                         "(uniform on [x_low, x_high]): write the formula with numeric columns") from None
     dspec = build_spec(form, frame)
     sim_priors = dict(DEFAULT_FORMULA_PRIORS if priors is None else _prior_mapping(priors, "priors"))
     if not dspec.q:
