@@ -27,7 +27,7 @@ import pandas as pd
 
 from ..samplers.registry import REFERENCE
 from ..checks.diagnostics import ESS_MIN, RHAT_MAX, fit_attrs, verdict
-from .html import Section, figure_to_data_uri, write_report
+from .html import Section, figure_to_data_uri, headline_html, write_report
 from .plots import plot_ess, plot_trace, plt, save_figure
 from .plots_compare import plot_intervals_by_sampler, plot_posteriors_overlay
 from .tables import write_table
@@ -306,14 +306,6 @@ def _glossary_html(comparison: "Comparison") -> str:
     return f"<dl>{items}</dl>"
 
 
-def _headline_html(lines: list[tuple[str, bool | None]]) -> str:
-    parts = []
-    for text, ok in lines:
-        cls = {True: ' class="verdict-ok"', False: ' class="verdict-bad"', None: ""}[ok]
-        parts.append(f"<li><span{cls}>{html.escape(text)}</span></li>")
-    return f'<div class="note"><ul>{"".join(parts)}</ul></div>'
-
-
 def _cross_display(cross: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
     shown = cross.copy()
     rhat = [_num(table.loc[n, "max_rhat"]) if n in table.index else float("nan") for n in shown.index]
@@ -465,7 +457,7 @@ def write_comparison(comparison: "Comparison", out: str | Path, force: bool = Fa
         traces_html, _ = _trace_section(comparison, folder, judged)
 
         sections = [
-            Section("Verdict", paragraphs=[_what_ran(comparison)], raw_html=_headline_html(lines)),
+            Section("Verdict", paragraphs=[_what_ran(comparison)], raw_html=headline_html(lines)),
             Section(
                 "Comparison table",
                 paragraphs=["One row per sampler, green when trustworthy, red when not (see the verdict and "

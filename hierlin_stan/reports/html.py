@@ -115,3 +115,12 @@ def render(title: str, subtitle: str, sections: Sequence[Section]) -> str:
 def write_report(path: str | Path, title: str, subtitle: str, sections: Sequence[Section]) -> Path:
     """Render and write the report atomically; return its path."""
     return write_text_atomic(path, render(title, subtitle, sections))
+
+
+def headline_html(lines: list[tuple[str, bool | None]]) -> str:
+    """A report's verdict sentences as a list, each flagged good (green), bad (red) or neutral."""
+    parts = []
+    for text, ok in lines:
+        cls = {True: ' class="verdict-ok"', False: ' class="verdict-bad"', None: ""}[ok]
+        parts.append(f"<li><span{cls}>{html.escape(text)}</span></li>")
+    return f'<div class="note"><ul>{"".join(parts)}</ul></div>'

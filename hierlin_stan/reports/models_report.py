@@ -27,7 +27,7 @@ from ..checks.diagnostics import ESS_MIN, RHAT_MAX, fit_attrs, sampler_stats
 from ..checks.loo import DSE_RATIO, ELPD_SMALL, UNITS, pareto_advice
 from ..utils.files import write_text_atomic
 from ..utils.output import staged_output
-from .html import Section, table_html, write_report
+from .html import Section, headline_html, table_html, write_report
 from .plots import az, plt, save_figure
 from .tables import write_table
 from ..workflows.models import likelihood_text
@@ -161,14 +161,6 @@ def _ranking_html(result: "ModelComparison", by: str) -> str:
     return f'{_TABLE_CSS}<div class="models-table">{table_html(display_ranking(result, by), "reliable")}</div>'
 
 
-def _headline_html(lines: list[tuple[str, bool | None]]) -> str:
-    parts = []
-    for text, ok in lines:
-        cls = {True: ' class="verdict-ok"', False: ' class="verdict-bad"', None: ""}[ok]
-        parts.append(f"<li><span{cls}>{html.escape(text)}</span></li>")
-    return f'<div class="note"><ul>{"".join(parts)}</ul></div>'
-
-
 def _what_ran(result: "ModelComparison") -> str:
     s = result.settings
     groups = f", {result.n_groups} groups of {result.group_factor!r}" if result.group_factor else ""
@@ -299,7 +291,7 @@ def write_models(result: "ModelComparison", out: str | Path, force: bool = False
             ("[OK] " if ok else "[!!] " if ok is False else "") + text for text, ok in lines) + "\n")
 
         sections = [
-            Section("Verdict", paragraphs=[_what_ran(result)], raw_html=_headline_html(lines)),
+            Section("Verdict", paragraphs=[_what_ran(result)], raw_html=headline_html(lines)),
             Section(
                 "Ranking",
                 paragraphs=[f"Ranked by PSIS-LOO, {result.likelihood}. Best first; green rows are reliable "

@@ -48,6 +48,7 @@ from scipy.special import gammaln
 from ..model.glm import Design
 from ..model.glm_density import lkj_constant
 from ..model.glm_priors import SCALE_FAMILY_CODES, GLMPriors, resolve_glm_priors
+from .logdensity import PointsDensity
 
 __all__ = ["GLM_KINDS", "GLMTarget", "cholesky_corr_constrain", "cholesky_corr_free"]
 
@@ -178,7 +179,7 @@ class _Scales:
         return out
 
 
-class GLMTarget:
+class GLMTarget(PointsDensity):
     """The log density of a general Stan program (``glm_<kind>.stan``) on Stan's unconstrained space.
 
     Parameters
@@ -340,14 +341,6 @@ class GLMTarget:
         return np.log(det).sum(axis=1), [(s2[:, None] + b22) * inv_det, -a12 * inv_det, (s2[:, None] + b11) * inv_det]
 
     # ---------------------------------------------------------------- unpack
-    def _as_points(self, theta: Any) -> np.ndarray:
-        arr = np.asarray(theta, dtype=np.float64)
-        if arr.ndim not in (1, 2) or arr.shape[-1] != self.dim:
-            hint = ", ".join(self.names[:6]) + (", ..." if self.dim > 6 else "")
-            raise ValueError(f"theta has shape {arr.shape}; the {self.kind} target needs (k, {self.dim}) or "
-                             f"({self.dim},) with coordinates {hint}")
-        return arr
-
     def _unpack(self, theta: np.ndarray) -> dict[str, Any]:
         """Constrained values and the log Jacobian, for points (k, dim)."""
         k = theta.shape[0]
@@ -372,24 +365,6 @@ class GLMTarget:
         return tau[:, :, None] * low_omega
 
     # ------------------------------------------------------------- densities
-    def log_density(self, theta: np.ndarray | Any) -> np.ndarray | float:
-        """Stan's ``lp__`` (with Jacobian) at unconstrained points.
-
-        Parameters
-        ----------
-        theta : array-like, shape (k, dim) or (dim,)
-            Unconstrained points, coordinates in :attr:`names` order.
-
-        Returns
-        -------
-        numpy.ndarray of shape (k,), or float for a single point
-            ``-inf`` (or NaN) where the density vanishes numerically, as Stan's.
-        """
-        arr = self._as_points(theta)
-        with np.errstate(over="ignore", divide="ignore", invalid="ignore", under="ignore"):
-            out = self.log_density_unchecked(arr if arr.ndim == 2 else arr[None, :])
-        return float(out[0]) if arr.ndim == 1 else out
-
     def __call__(self, theta: np.ndarray) -> np.ndarray:
         """:meth:`log_density_unchecked`: the samplers' hot path ((k, dim) float64 in, (k,) out)."""
         return self.log_density_unchecked(theta)

@@ -43,7 +43,50 @@ _LOG_2PI = math.log(2.0 * math.pi)
 _LOG_2 = math.log(2.0)
 
 
-class Target:
+class PointsDensity:
+    """What every numpy target shares: :meth:`log_density` at one point or many, with its checks.
+
+    Subclasses set ``dim``, ``kind`` and ``names`` and define ``log_density_unchecked``.
+    """
+
+    dim: int
+    kind: str
+    names: list[str]
+
+    def log_density(self, theta: np.ndarray | Any) -> np.ndarray | float:
+        """Stan's ``lp__`` (with Jacobian) at unconstrained points.
+
+        Parameters
+        ----------
+        theta : array-like, shape (k, dim) or (dim,)
+            Unconstrained points, one per row, coordinates in :attr:`names` order.
+
+        Returns
+        -------
+        numpy.ndarray of shape (k,), or float for a single point
+            ``-inf`` (or NaN) where the density vanishes numerically, as Stan's.
+        """
+        arr = self._as_points(theta)
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore", under="ignore"):
+            out = self.log_density_unchecked(arr if arr.ndim == 2 else arr[None, :])
+        return float(out[0]) if arr.ndim == 1 else out
+
+    def _as_points(self, theta: Any) -> np.ndarray:
+        arr = np.asarray(theta, dtype=np.float64)
+        if arr.ndim not in (1, 2) or arr.shape[-1] != self.dim:
+            raise ValueError(
+                f"theta has shape {arr.shape}; the {self.kind} target needs (k, {self.dim}) or ({self.dim},) "
+                f"with coordinates {self._names_hint()}"
+            )
+        return arr
+
+    def _names_hint(self) -> str:
+        if len(self.names) <= 6:
+            return ", ".join(self.names)
+        return ", ".join(self.names[:5]) + f", ..., {self.names[-1]}"
+
+
+class Target(PointsDensity):
     """The log density of one of the Stan programs, on Stan's unconstrained space.
 
     Parameters
@@ -186,24 +229,6 @@ class Target:
         return np.where(self._uniform, np.log(p) - np.log1p(-p), np.log(s))
 
     # ------------------------------------------------------------ densities
-    def log_density(self, theta: np.ndarray | Any) -> np.ndarray | float:
-        """Stan's ``lp__`` (with Jacobian) at unconstrained points.
-
-        Parameters
-        ----------
-        theta : array-like, shape (k, dim) or (dim,)
-            Unconstrained points, one per row, coordinates in :attr:`names` order.
-
-        Returns
-        -------
-        numpy.ndarray of shape (k,), or float for a single point
-            ``-inf`` (or NaN) where the density vanishes numerically, as Stan's.
-        """
-        arr = self._as_points(theta)
-        with np.errstate(over="ignore", divide="ignore", invalid="ignore", under="ignore"):
-            out = self.log_density_unchecked(arr if arr.ndim == 2 else arr[None, :])
-        return float(out[0]) if arr.ndim == 1 else out
-
     def log_density_unchecked(self, theta: np.ndarray) -> np.ndarray:
         """:meth:`log_density` without checks: ``theta`` must be float64 of shape (k, dim).
 
@@ -427,19 +452,6 @@ class Target:
         """The data dictionary of the Stan program this target reproduces."""
         return self.dataset.to_stan_data(self.kind, self.priors.to_stan_data())
 
-    def _as_points(self, theta: Any) -> np.ndarray:
-        arr = np.asarray(theta, dtype=np.float64)
-        if arr.ndim not in (1, 2) or arr.shape[-1] != self.dim:
-            raise ValueError(
-                f"theta has shape {arr.shape}; the {self.kind} target needs (k, {self.dim}) or ({self.dim},) "
-                f"with coordinates {self._names_hint()}"
-            )
-        return arr
-
-    def _names_hint(self) -> str:
-        if len(self.names) <= 6:
-            return ", ".join(self.names)
-        return ", ".join(self.names[:5]) + f", ..., {self.names[-1]}"
 
     def __repr__(self) -> str:
         return f"Target({self.kind!r}, dim={self.dim}, {self.dataset!r}, priors: {self.priors.describe()})"

@@ -474,6 +474,20 @@ def fit_pymc(
         posterior["b"] = draw_marginal_b(dataset, *(posterior[k] for k in HYPER), rng=rng)
     timing["wall_seconds"] = time.perf_counter() - wall
     attrs = {
+        **run_attrs(pm, sampler, parameterization, seed, chains, draws, warmup, cores, timing),
+        "priors": prior.describe(),
+        **{f"prior_{k}": v for k, v in prior.to_stan_data().items()},
+    }
+    order = [*HYPER, "b", "z"]
+    posterior = {k: posterior[k] for k in order if k in posterior}
+    return build_inference_data(posterior, stats, dataset, attrs)
+
+
+def run_attrs(pm: Any, sampler: str, parameterization: str, seed: int, chains: int, draws: int, warmup: int,
+              cores: int, timing: dict[str, Any]) -> dict[str, Any]:
+    """The attrs every PyMC / nutpie fit records (notebook model or formula): sampler, settings,
+    versions and timings."""
+    return {
         "sampler": SAMPLER_LABELS[sampler],
         "engine": "nutpie" if sampler == "nutpie" else "pymc",
         "parameterization": parameterization,
@@ -486,13 +500,8 @@ def fit_pymc(
         "pytensor": _version_of("pytensor"),
         "nutpie": _version_of("nutpie") if sampler == "nutpie" else None,
         **timing,
-        "priors": prior.describe(),
-        **{f"prior_{k}": v for k, v in prior.to_stan_data().items()},
         "hierlin_stan_version": __version__,
     }
-    order = [*HYPER, "b", "z"]
-    posterior = {k: posterior[k] for k in order if k in posterior}
-    return build_inference_data(posterior, stats, dataset, attrs)
 
 
 def _free_names(parameterization: str) -> list[str]:

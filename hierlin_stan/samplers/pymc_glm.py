@@ -50,18 +50,16 @@ from ..model.glm_draws import draw_u, sigma_factor
 from ..model.glm_priors import GLMPriors, Prior
 from ..utils.checks import positive_int
 from ..utils.seeds import resolve_seed
-from ..utils.versions import __version__
 from .glm_logdensity import cholesky_corr_constrain
 from .pymc_backend import (
-    SAMPLER_LABELS,
     SAMPLERS,
     _f64,
     _import_nutpie,
     _import_pymc,
     _sample_nutpie,
     _sample_pymc,
-    _version_of,
     log_density_function,
+    run_attrs,
 )
 from .stan_glm import glm_inference_data, glm_priors
 
@@ -369,21 +367,7 @@ def fit_pymc_formula(
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0x75]))
     variables = _general_posterior(d, prior, raw, parameterization, keep_u is not False, rng)
     timing["wall_seconds"] = time.perf_counter() - wall
-    attrs = {
-        "sampler": SAMPLER_LABELS[sampler],
-        "engine": "nutpie" if sampler == "nutpie" else "pymc",
-        "parameterization": parameterization,
-        "seed": seed,
-        "chains": chains,
-        "draws": draws,
-        "warmup": warmup,
-        "cores": cores,
-        "pymc": pm.__version__,
-        "pytensor": _version_of("pytensor"),
-        "nutpie": _version_of("nutpie") if sampler == "nutpie" else None,
-        **timing,
-        "hierlin_stan_version": __version__,
-    }
+    attrs = run_attrs(pm, sampler, parameterization, seed, chains, draws, warmup, cores, timing)
     return glm_inference_data(variables, stats, d, prior, attrs)
 
 
