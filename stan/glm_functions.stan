@@ -37,43 +37,6 @@
     }
     return diag_matrix(tau);
   }
-  // sum_j log det A_j and sum_j d_j' A_j^-1 d_j, A_j = sigma^2 I + (M_j L)(M_j L)'.
-  // Groups are padded to q rows (a padded row has M = 0, d = 0: it adds log sigma^2).
-  vector glm_group_terms(array[] matrix M, array[] vector d, matrix L, real s2) {
-    int J = size(M);
-    int q = cols(L);
-    real logdet = 0;
-    real quad = 0;
-    for (j in 1:J) {
-      matrix[q, q] LA = cholesky_decompose(add_diag(tcrossprod(M[j] * L), s2));
-      vector[q] v = mdivide_left_tri_low(LA, d[j]);
-      logdet += 2 * sum(log(diagonal(LA)));
-      quad += dot_self(v);
-    }
-    return [logdet, quad]';
-  }
-  // log p(y | beta, Sigma, sigma), group effects integrated out (DESIGN.md, "Marginal").
-  real glm_marginal_ll(vector beta, matrix L, real sigma, int N, array[] matrix M,
-                         array[] vector e_star, array[] matrix F, matrix C2, vector beta_star,
-                         real rss_min) {
-    int J = size(M);
-    int q = cols(L);
-    int p = rows(beta);
-    real s2 = square(sigma);
-    vector[p] delta = beta - beta_star;
-    real logdet = (N - J * q) * log(s2);
-    real quad = (rss_min + quad_form(C2, delta)) / s2;
-    if (q > 0) {
-      array[J] vector[q] d;
-      for (j in 1:J) {
-        d[j] = e_star[j] - F[j] * delta;
-      }
-      vector[2] t = glm_group_terms(M, d, L, s2);
-      logdet += t[1];
-      quad += t[2];
-    }
-    return -0.5 * (N * log(2 * pi()) + logdet + quad);
-  }
   // Draw u_j | beta, Sigma, sigma, y exactly (rows of the J x q result).
   // With B = M_j L and H = sigma^2 I + B'B: w ~ N(H^-1 B' d, sigma^2 H^-1), u = L w.
   matrix glm_draw_u_rng(vector beta, matrix L, real sigma, array[] matrix M,
@@ -92,37 +55,6 @@
       u[j] = (L * w)';
     }
     return u;
-  }
-  // log p(y | Sigma, sigma) with beta ~ N(beta_loc, diag(beta_scale^2)) integrated out as well
-  // (DESIGN.md, "Collapsed"). Everything is relative to beta_star, so nothing large cancels as
-  // sigma -> 0. A non-finite or indefinite P rejects the proposal (Stan's cholesky_decompose throws).
-  real glm_collapsed_ll(matrix L, real sigma, int N, array[] matrix M, array[] vector e_star,
-                        array[] matrix F, matrix C2, vector beta_star, real rss_min,
-                        vector beta_loc, vector beta_scale) {
-    int J = size(M);
-    int q = cols(L);
-    int p = rows(beta_star);
-    real s2 = square(sigma);
-    matrix[p, p] P = add_diag(C2 / s2, inv_square(beta_scale));
-    vector[p] g = (beta_loc - beta_star) ./ square(beta_scale);
-    real q0 = dot_self((beta_star - beta_loc) ./ beta_scale);
-    real logdet = (N - J * q) * log(s2) + 2 * sum(log(beta_scale));
-    for (j in 1:(q > 0 ? J : 0)) {
-      matrix[q, q] LA = cholesky_decompose(add_diag(tcrossprod(M[j] * L), s2));
-      matrix[q, p] FA = mdivide_left_tri_low(LA, F[j]);
-      vector[q] ea = mdivide_left_tri_low(LA, e_star[j]);
-      P += crossprod(FA);
-      g += FA' * ea;
-      q0 += dot_self(ea);
-      logdet += 2 * sum(log(diagonal(LA)));
-    }
-    if (p == 0) {
-      return -0.5 * (N * log(2 * pi()) + logdet + rss_min / s2 + q0);
-    }
-    matrix[p, p] LP = cholesky_decompose(P);
-    vector[p] w = mdivide_left_tri_low(LP, g);
-    return -0.5 * (N * log(2 * pi()) + logdet + 2 * sum(log(diagonal(LP))) + rss_min / s2 + q0
-                   - dot_self(w));
   }
   // Draw beta | Sigma, sigma, y exactly: beta_star + N(P^-1 g, P^-1).
   vector glm_draw_beta_rng(matrix L, real sigma, array[] matrix M, array[] vector e_star,
@@ -188,69 +120,14 @@
     }
     return P;
   }
-  // Marginal log likelihood, q = 1 or 2 (vectorised); same value as glm_marginal_ll.
-  real glm_marginal_vec_ll(vector beta, vector tau, matrix L_Omega, int correlated, real sigma, int N,
-                           int J, vector m2, vector e1, vector e2, matrix F1, matrix F2, matrix MA11,
-                           matrix MA12, matrix MA22, vector detM2, matrix C2, vector beta_star,
-                           real rss_min) {
-    int q = rows(tau);
-    real s2 = square(sigma);
-    vector[rows(beta)] delta = beta - beta_star;
-    real logdet = (N - J * q) * log(s2);
-    real quad = (rss_min + quad_form(C2, delta)) / s2;
-    vector[J] d1 = e1 - F1 * delta;
-    if (q == 1) {
-      vector[J] a = s2 + m2 * square(tau[1]);
-      logdet += sum(log(a));
-      quad += sum(square(d1) ./ a);
-    } else {
-      vector[J] d2 = e2 - F2 * delta;
-      tuple(matrix[J, 3], real) inv = glm_q2_inverse(MA11, MA12, MA22, detM2,
-                                               glm_sigma2_vec(tau, L_Omega, correlated),
-                                               glm_sigma2_det(tau, L_Omega, correlated), s2);
-      logdet += inv.2;
-      quad += dot_product(inv.1[ : , 1], square(d1)) + 2 * dot_product(inv.1[ : , 2], d1 .* d2)
-              + dot_product(inv.1[ : , 3], square(d2));
+  // Sigma's entries for q = 1 ([tau^2]) or q = 2 ([Sigma11, Sigma12, Sigma22]) and det(Sigma) (0 for q = 1):
+  // the covariance arguments of hierlin_glm_marginal_ll / hierlin_glm_collapsed_ll.
+  vector glm_svec(vector tau, matrix L_Omega, int correlated) {
+    if (rows(tau) == 1) {
+      return [square(tau[1])]';
     }
-    return -0.5 * (N * log(2 * pi()) + logdet + quad);
+    return glm_sigma2_vec(tau, L_Omega, correlated);
   }
-  // Collapsed log likelihood, q = 1 or 2 (vectorised); same value as glm_collapsed_ll.
-  // FFk (J x p(p+1)/2), FEk (J x p), EEk (J) are the data products of F and e* weighted by
-  // A^-1 entry k (q = 1: one entry; q = 2: [11, 12, 22]).
-  real glm_collapsed_vec_ll(vector tau, matrix L_Omega, int correlated, real sigma, int N, int J,
-                            vector m2, matrix MA11, matrix MA12, matrix MA22, vector detM2,
-                            matrix FF1, matrix FF2, matrix FF3, matrix FE1, matrix FE2, matrix FE3,
-                            vector EE1, vector EE2, vector EE3, matrix C2, vector beta_star,
-                            real rss_min, vector beta_loc, vector beta_scale) {
-    int q = rows(tau);
-    int p = rows(beta_star);
-    real s2 = square(sigma);
-    matrix[p, p] P = add_diag(C2 / s2, inv_square(beta_scale));
-    vector[p] g = (beta_loc - beta_star) ./ square(beta_scale);
-    real q0 = dot_self((beta_star - beta_loc) ./ beta_scale);
-    real logdet = (N - J * q) * log(s2) + 2 * sum(log(beta_scale));
-    if (q == 1) {
-      vector[J] a = s2 + m2 * square(tau[1]);
-      vector[J] ainv = inv(a);
-      logdet += sum(log(a));
-      P += glm_unpack(FF1' * ainv, p);
-      g += FE1' * ainv;
-      q0 += dot_product(EE1, ainv);
-    } else {
-      tuple(matrix[J, 3], real) inv = glm_q2_inverse(MA11, MA12, MA22, detM2,
-                                               glm_sigma2_vec(tau, L_Omega, correlated),
-                                               glm_sigma2_det(tau, L_Omega, correlated), s2);
-      logdet += inv.2;
-      P += glm_unpack(FF1' * inv.1[ : , 1] + FF2' * inv.1[ : , 2] + FF3' * inv.1[ : , 3], p);
-      g += FE1' * inv.1[ : , 1] + FE2' * inv.1[ : , 2] + FE3' * inv.1[ : , 3];
-      q0 += dot_product(EE1, inv.1[ : , 1]) + dot_product(EE2, inv.1[ : , 2])
-            + dot_product(EE3, inv.1[ : , 3]);
-    }
-    if (p == 0) {
-      return -0.5 * (N * log(2 * pi()) + logdet + rss_min / s2 + q0);
-    }
-    matrix[p, p] LP = cholesky_decompose(P);
-    vector[p] w = mdivide_left_tri_low(LP, g);
-    return -0.5 * (N * log(2 * pi()) + logdet + 2 * sum(log(diagonal(LP))) + rss_min / s2 + q0
-                   - dot_self(w));
+  real glm_sdet(vector tau, matrix L_Omega, int correlated) {
+    return rows(tau) == 1 ? 0 : glm_sigma2_det(tau, L_Omega, correlated);
   }

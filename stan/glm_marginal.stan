@@ -5,40 +5,7 @@
 // u is drawn exactly in generated quantities.
 functions {
 #include glm_functions.stan
+#include glm_loop_functions.stan
+#include glm_pure_functions.stan
 }
-data {
-  int<lower=0> N;
-  int<lower=0> p;
-  int<lower=0> q;
-  int<lower=1> J;
-  int<lower=0, upper=1> correlated;
-#include glm_group_data.stan
-#include glm_priors_data.stan
-  int<lower=0, upper=1> write_u;
-}
-transformed data {
-#include glm_priors_transformed.stan
-#include glm_vector_data.stan
-}
-parameters {
-  vector[p] beta;
-#include glm_scale_parameters.stan
-}
-model {
-  target += normal_lpdf(beta | beta_loc, beta_scale);
-#include glm_scale_priors_model.stan
-  if (q == 1 || q == 2) {
-    target += glm_marginal_vec_ll(beta, tau, L_Omega, correlated, sigma, N, J, m2, e1, e2, F1, F2, MA11,
-                                  MA12, MA22, detM2, C2, beta_star, rss_min);
-  } else {
-    target += glm_marginal_ll(beta, glm_sigma_factor(tau, L_Omega, correlated), sigma, N, M, e_star, F,
-                              C2, beta_star, rss_min);
-  }
-}
-generated quantities {
-#include glm_omega_gq.stan
-  matrix[write_u ? J : 0, q] u;
-  if (write_u && q > 0) {
-    u = glm_draw_u_rng(beta, glm_sigma_factor(tau, L_Omega, correlated), sigma, M, e_star, F, beta_star);
-  }
-}
+#include glm_marginal_program.stan

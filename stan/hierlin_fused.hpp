@@ -4,7 +4,9 @@
 // The *_fused.stan programs declare these functions without a body; their pure twins
 // (marginal.stan, collapsed.stan: the notebook's model) define the same functions, with the
 // same signatures, in Stan. Tests hold both equal (value and gradient, 1e-10 relative).
-// The formula programs (glm_*.stan) have no fused twins yet.
+// The formula programs glm_marginal_fused.stan / glm_collapsed_fused.stan declare
+// hierlin_glm_marginal_ll / hierlin_glm_collapsed_ll (one or two group terms, any number of
+// common terms); their pure twins define them in glm_pure_functions.stan.
 //
 // How CmdStan uses this file: cmdstanpy's user_header= compiles the model with
 // `-include <this file>`, i.e. BEFORE the generated model code. The first line includes
@@ -236,6 +238,242 @@ double collapsed_kernel(double sb, double ep, int N, const V1& sx_v, const V2& s
   return val;
 }
 
+
+// ================================================================= the general model (formulas)
+// One or two group terms (q = 1, 2), p common terms, over the per-group blocks of glm_vector_data.stan:
+// A_j = s2 I + M_j Sigma M_j' with, for q = 2, A11 = s2 + b11, A12 = a12, A22 = s2 + b22
+// (b11 = MA11_j . svec, a12 = MA12_j . svec, b22 = MA22_j . svec, svec = [S11, S12, S22]) and
+// det A_j = s2 (s2 + b11 + b22) + detM2_j det(Sigma) (a sum of non-negative terms), A^-1 = adj(A) / det;
+// for q = 1, A_j = s2 + m2_j svec[0]. Every f_j below depends on the parameters through A_j and d_j,
+// and for a symmetric W_j (W = d d' for the marginal, F V F' + r r' for the collapsed, see there)
+//   d f_j = d det (1/det - <adj, W>/det^2) + (W22 dA11 - 2 W12 dA12 + W11 dA22) / det,
+// which glm_block_grad accumulates as d/d s2, d/d svec and d/d det(Sigma).
+using MapM = Eigen::Map<const Eigen::MatrixXd>;
+using MapV = Eigen::Map<const Eigen::VectorXd>;
+template <typename T>
+inline MapM as_mat(const T& x) { return MapM(x.data(), x.rows(), x.cols()); }
+template <typename T>
+inline MapV as_vec(const T& x) { return MapV(x.data(), x.size()); }
+
+struct GlmBlocks {
+  int q;
+  Eigen::Index J, p;
+  MapV m2, e1, e2;
+  MapM F1, F2, MA11, MA12, MA22;
+  MapV detM2;
+};
+
+// sum_j log d_j: the fast mantissa product when every d_j is a positive normal double, else std::log
+inline double sum_log(const Eigen::VectorXd& d) {
+  const Eigen::Index n = d.size();
+  if (n == 0) return 0.0;
+  if (d.minCoeff() >= DMIN && d.maxCoeff() < DMAX) {
+    LogSum<true> ls;
+    for (Eigen::Index j = 0; j < n; ++j) ls.add(d[j]);
+    return ls.value();
+  }
+  double out = 0;
+  for (Eigen::Index j = 0; j < n; ++j) out += std::log(d[j]);
+  return out;
+}
+
+// Per-group A: for q = 1, a_j (det) and 1/a_j; for q = 2 also b11, a12, b22 (J x 3 in bs).
+struct GlmA {
+  Eigen::VectorXd det, inv;
+  Eigen::MatrixXd bs;  // columns b11, a12, b22 (q = 2)
+};
+
+inline GlmA glm_a(const GlmBlocks& D, const Eigen::VectorXd& sv, double sdet, double s2) {
+  GlmA A;
+  if (D.q == 1) {
+    A.det = ((D.m2 * sv[0]).array() + s2).matrix();
+  } else {
+    A.bs.resize(D.J, 3);
+    A.bs.col(0) = D.MA11 * sv;
+    A.bs.col(1) = D.MA12 * sv;
+    A.bs.col(2) = D.MA22 * sv;
+    A.det = (s2 * (s2 + A.bs.col(0).array() + A.bs.col(2).array()) + D.detM2.array() * sdet).matrix();
+  }
+  A.inv = A.det.cwiseInverse();
+  return A;
+}
+
+// Gradient of sum_j f_j (see above) with W_j = [W11, W12, W22]: adds d/d s2 to gs2, d/d svec to gsv
+// and d/d det(Sigma) to gsdet.
+inline void glm_block_grad(const GlmBlocks& D, const GlmA& A, double s2, const Eigen::VectorXd& W11,
+                           const Eigen::VectorXd& W12, const Eigen::VectorXd& W22, double& gs2,
+                           Eigen::VectorXd& gsv, double& gsdet) {
+  const Eigen::Index J = D.J;
+  if (D.q == 1) {
+    double t0 = 0, t1 = 0;
+    for (Eigen::Index j = 0; j < J; ++j) {
+      const double i = A.inv[j];
+      const double k = i * (1 - W11[j] * i);  // 1/a - W/a^2
+      t0 += k;
+      t1 += k * D.m2[j];
+    }
+    gs2 += t0;
+    gsv[0] += t1;
+    return;
+  }
+  double t0 = 0, td = 0, g0 = 0, g1 = 0, g2 = 0;
+  for (Eigen::Index j = 0; j < J; ++j) {
+    const double i = A.inv[j];
+    const double b11 = A.bs(j, 0), a12 = A.bs(j, 1), b22 = A.bs(j, 2);
+    const double w11 = W11[j], w12 = W12[j], w22 = W22[j];
+    const double c = (s2 + b22) * w11 - 2 * a12 * w12 + (s2 + b11) * w22;  // <adj A, W>
+    const double k = i * (1 - c * i);                                        // 1/det - c/det^2
+    t0 += k * (2 * s2 + b11 + b22) + (w11 + w22) * i;
+    td += k * D.detM2[j];
+    const double c11 = k * s2 + w22 * i, c12 = -2 * w12 * i, c22 = k * s2 + w11 * i;
+    g0 += c11 * D.MA11(j, 0) + c12 * D.MA12(j, 0) + c22 * D.MA22(j, 0);
+    g1 += c11 * D.MA11(j, 1) + c12 * D.MA12(j, 1) + c22 * D.MA22(j, 1);
+    g2 += c11 * D.MA11(j, 2) + c12 * D.MA12(j, 2) + c22 * D.MA22(j, 2);
+  }
+  gs2 += t0;
+  gsdet += td;
+  gsv[0] += g0;
+  gsv[1] += g1;
+  gsv[2] += g2;
+}
+
+// Marginal: -2 log p = N log 2pi + (N - J q) log s2 + sum_j [log det A_j + d_j' A_j^-1 d_j]
+//                      + (rss_min + delta' C2 delta) / s2,  d_j = e*_j - F_j delta,  delta = beta - beta*.
+// Value; gradient in gb (beta), gsv (svec), gsdet, gsig (sigma).
+inline double glm_marginal_kernel(const GlmBlocks& D, const Eigen::VectorXd& beta, const Eigen::VectorXd& sv,
+                                  double sdet, double sigma, int N, const MapM& C2, const MapV& beta_star,
+                                  double rss_min, Eigen::VectorXd& gb, Eigen::VectorXd& gsv, double& gsdet,
+                                  double& gsig) {
+  const double s2 = sigma * sigma;
+  const Eigen::VectorXd delta = beta - beta_star;
+  const GlmA A = glm_a(D, sv, sdet, s2);
+  const Eigen::VectorXd d1 = D.e1 - D.F1 * delta;
+  Eigen::VectorXd v1, v2, W11, W12, W22;
+  double quad;
+  if (D.q == 1) {
+    v1 = d1.cwiseProduct(A.inv);       // A^-1 d
+    quad = d1.dot(v1);
+    W11 = d1.cwiseAbs2();
+  } else {
+    const Eigen::VectorXd d2 = D.e2 - D.F2 * delta;
+    const Eigen::ArrayXd a11 = A.bs.col(0).array() + s2, a12 = A.bs.col(1).array(), a22 = A.bs.col(2).array() + s2;
+    v1 = ((a22 * d1.array() - a12 * d2.array()) * A.inv.array()).matrix();
+    v2 = ((a11 * d2.array() - a12 * d1.array()) * A.inv.array()).matrix();
+    quad = d1.dot(v1) + d2.dot(v2);
+    W11 = d1.cwiseAbs2();
+    W12 = d1.cwiseProduct(d2);
+    W22 = d2.cwiseAbs2();
+  }
+  const Eigen::VectorXd C2d = C2 * delta;
+  const double rss = rss_min + delta.dot(C2d);
+  const double val = -0.5 * (N * LOG_2PI + (N - D.J * D.q) * std::log(s2) + sum_log(A.det) + rss / s2 + quad);
+  double gs2 = 0;
+  gsv = Eigen::VectorXd::Zero(sv.size());
+  gsdet = 0;
+  glm_block_grad(D, A, s2, W11, W12, W22, gs2, gsv, gsdet);
+  gb = D.F1.transpose() * v1 - C2d / s2;
+  if (D.q == 2) gb += D.F2.transpose() * v2;
+  gsig = -sigma * ((N - D.J * D.q) / s2 - rss / (s2 * s2) + gs2);
+  gsv *= -0.5;
+  gsdet *= -0.5;
+  return val;
+}
+
+// Collapsed: beta ~ N(beta_loc, diag(beta_scale^2)) integrated out as well. With P = C2/s2 + diag(beta_scale^-2)
+// + sum_j F_j' A_j^-1 F_j, g = (beta_loc - beta*)/beta_scale^2 + sum_j F_j' A_j^-1 e*_j, m = P^-1 g, V = P^-1:
+//   -2 log p = N log 2pi + (N - J q) log s2 + 2 sum log beta_scale + sum_j log det A_j + log det P
+//              + rss_min/s2 + Q(m),
+//   Q(m) = sum_j r_j' A_j^-1 r_j + m' C2 m / s2 + |(m - (beta_loc - beta*)) / beta_scale|^2,  r_j = e*_j - F_j m,
+// Q(m) summed term by term (non-negative terms; m minimises Q, so an error in m enters quadratically).
+// Envelope theorem: the gradient is that of f_j with W_j = F_j V F_j' + r_j r_j', plus the s2 terms of
+// C2/s2 in P and in Q. Throws (reject) when P is not finite and positive definite.
+struct GlmCollapsedPass1 {
+  GlmA A;
+  Eigen::LLT<Eigen::MatrixXd> llt;
+  Eigen::VectorXd m;
+};
+
+inline GlmCollapsedPass1 glm_collapsed_pass1(const GlmBlocks& D, const Eigen::VectorXd& sv, double sdet, double s2,
+                                             const MapM& C2, const MapV& beta_star, const MapV& beta_loc,
+                                             const MapV& beta_scale) {
+  GlmCollapsedPass1 out;
+  out.A = glm_a(D, sv, sdet, s2);
+  const GlmA& A = out.A;
+  const Eigen::VectorXd prec = beta_scale.cwiseAbs2().cwiseInverse();
+  Eigen::MatrixXd P = C2 / s2;
+  P.diagonal() += prec;
+  Eigen::VectorXd g = (beta_loc - beta_star).cwiseProduct(prec);
+  if (D.q == 1) {
+    const Eigen::MatrixXd G1 = D.F1.array().colwise() * A.inv.array();
+    P.noalias() += D.F1.transpose() * G1;
+    g.noalias() += G1.transpose() * D.e1;
+  } else {
+    const Eigen::ArrayXd i11 = (A.bs.col(2).array() + s2) * A.inv.array();
+    const Eigen::ArrayXd i12 = -A.bs.col(1).array() * A.inv.array();
+    const Eigen::ArrayXd i22 = (A.bs.col(0).array() + s2) * A.inv.array();
+    const Eigen::MatrixXd G1 = (D.F1.array().colwise() * i11 + D.F2.array().colwise() * i12).matrix();
+    const Eigen::MatrixXd G2 = (D.F1.array().colwise() * i12 + D.F2.array().colwise() * i22).matrix();
+    P.noalias() += D.F1.transpose() * G1;
+    P.noalias() += D.F2.transpose() * G2;
+    g.noalias() += G1.transpose() * D.e1;
+    g.noalias() += G2.transpose() * D.e2;
+  }
+  if (!P.allFinite()) reject("hierlin glm collapsed: P is not finite (tau or sigma too far out)");
+  out.llt.compute(P);
+  if (out.llt.info() != Eigen::Success || !(out.llt.matrixLLT().diagonal().array() > 0).all())
+    reject("hierlin glm collapsed: P is not positive definite");
+  out.m = out.llt.solve(g);
+  return out;
+}
+
+inline double glm_collapsed_kernel(const GlmBlocks& D, const Eigen::VectorXd& sv, double sdet, double sigma, int N,
+                                   const MapM& C2, const MapV& beta_star, double rss_min, const MapV& beta_loc,
+                                   const MapV& beta_scale, Eigen::VectorXd& gsv, double& gsdet, double& gsig) {
+  const double s2 = sigma * sigma;
+  const Eigen::Index p = D.p;
+  const GlmCollapsedPass1 S = glm_collapsed_pass1(D, sv, sdet, s2, C2, beta_star, beta_loc, beta_scale);
+  const GlmA& A = S.A;
+  const Eigen::VectorXd& m = S.m;
+  const Eigen::MatrixXd V = S.llt.solve(Eigen::MatrixXd::Identity(p, p));
+  const double logdetP = 2 * S.llt.matrixLLT().diagonal().array().log().sum();
+  const Eigen::VectorXd r1 = D.e1 - D.F1 * m;
+  const Eigen::MatrixXd U1 = D.F1 * V;
+  Eigen::VectorXd W11 = (U1.array() * D.F1.array()).rowwise().sum().matrix() + r1.cwiseAbs2();
+  Eigen::VectorXd W12, W22;
+  double Q;
+  if (D.q == 1) {
+    Q = r1.cwiseAbs2().dot(A.inv);
+  } else {
+    const Eigen::VectorXd r2 = D.e2 - D.F2 * m;
+    W12 = (U1.array() * D.F2.array()).rowwise().sum().matrix() + r1.cwiseProduct(r2);
+    W22 = ((D.F2 * V).array() * D.F2.array()).rowwise().sum().matrix() + r2.cwiseAbs2();
+    const Eigen::ArrayXd a11 = A.bs.col(0).array() + s2, a12 = A.bs.col(1).array(), a22 = A.bs.col(2).array() + s2;
+    const Eigen::ArrayXd r1a = r1.array(), r2a = r2.array();
+    Q = ((a22 * r1a.square() - 2 * a12 * r1a * r2a + a11 * r2a.square()) * A.inv.array()).sum();
+  }
+  const Eigen::VectorXd C2m = C2 * m;
+  const double mC2m = m.dot(C2m);
+  Q += mC2m / s2 + ((m - (beta_loc - beta_star)).array() / beta_scale.array()).square().sum();
+  const double val = -0.5 * (N * LOG_2PI + (N - D.J * D.q) * std::log(s2)
+                             + 2 * beta_scale.array().log().sum() + sum_log(A.det) + logdetP + rss_min / s2 + Q);
+  double gs2 = 0;
+  gsv = Eigen::VectorXd::Zero(sv.size());
+  gsdet = 0;
+  glm_block_grad(D, A, s2, W11, W12, W22, gs2, gsv, gsdet);
+  const double trVC2 = (V.array() * C2.array()).sum();
+  gsig = -sigma * ((N - D.J * D.q) / s2 - (rss_min + trVC2 + mC2m) / (s2 * s2) + gs2);
+  gsv *= -0.5;
+  gsdet *= -0.5;
+  return val;
+}
+
+template <typename T, typename G>
+inline void add_adj(T& x, double adj, const G& g) {
+  if constexpr (stan::is_var<stan::value_type_t<T>>::value) {
+    for (Eigen::Index k = 0; k < g.size(); ++k) x.coeffRef(k).vi_->adj_ += adj * g[k];
+  }
+}
+
 template <typename... Ts>
 using ret_t = stan::return_type_t<Ts...>;
 }  // namespace hierlin_fused
@@ -307,5 +545,77 @@ inline Eigen::VectorXd hierlin_collapsed_beta(double sigma_b, double eps, const 
   Eigen::VectorXd out(5);
   out << B.L11, B.L21, B.L22, B.m1, B.m2;
   return out;
+}
+// real hierlin_glm_marginal_ll(vector beta, vector svec, real sdet, real sigma, int N, data vector m2,
+//   data vector e1, data vector e2, data matrix F1, data matrix F2, data matrix MA11, data matrix MA12,
+//   data matrix MA22, data vector detM2, data matrix C2, data vector beta_star, data real rss_min)
+template <typename TB, typename TV, typename TD, typename TS, typename V1, typename V2, typename V3, typename M1,
+          typename M2, typename M3, typename M4, typename M5, typename V4, typename M6, typename V5>
+inline hierlin_fused::ret_t<TB, TV, TD, TS> hierlin_glm_marginal_ll(
+    const TB& beta, const TV& svec, const TD& sdet, const TS& sigma, int N, const V1& m2, const V2& e1, const V3& e2,
+    const M1& F1, const M2& F2, const M3& MA11, const M4& MA12, const M5& MA22, const V4& detM2, const M6& C2,
+    const V5& beta_star, double rss_min, std::ostream* pstream__) {
+  using namespace hierlin_fused;
+  using stan::math::value_of;
+  const Eigen::VectorXd b = value_of(beta), sv = value_of(svec);
+  const int q = sv.size() == 1 ? 1 : 2;
+  const GlmBlocks D{q, e1.size(), b.size(), as_vec(m2), as_vec(e1), as_vec(e2), as_mat(F1), as_mat(F2),
+                    as_mat(MA11), as_mat(MA12), as_mat(MA22), as_vec(detM2)};
+  Eigen::VectorXd gb, gsv;
+  double gsdet, gsig;
+  const double val = glm_marginal_kernel(D, b, sv, value_of(sdet), value_of(sigma), N, as_mat(C2), as_vec(beta_star),
+                                         rss_min, gb, gsv, gsdet, gsig);
+  if constexpr (!stan::is_var<ret_t<TB, TV, TD, TS>>::value) {
+    return val;
+  } else {
+    stan::arena_t<TB> ab = beta;
+    stan::arena_t<TV> asv = svec;
+    stan::arena_t<Eigen::VectorXd> agb = gb, agsv = gsv;
+    return stan::math::make_callback_var(val, [ab, asv, sdet, sigma, agb, agsv, gsdet, gsig](auto& vi) mutable {
+      const double adj = vi.adj();
+      add_adj(ab, adj, agb);
+      add_adj(asv, adj, agsv);
+      push_adj(sdet, adj, gsdet);
+      push_adj(sigma, adj, gsig);
+    });
+  }
+}
+
+// real hierlin_glm_collapsed_ll(vector svec, real sdet, real sigma, int N, data vector m2, data vector e1,
+//   data vector e2, data matrix F1, data matrix F2, data matrix MA11, data matrix MA12, data matrix MA22,
+//   data vector detM2, data matrix FF1, data matrix FF2, data matrix FF3, data matrix FE1, data matrix FE2,
+//   data matrix FE3, data vector EE1, data vector EE2, data vector EE3, data matrix C2, data vector beta_star,
+//   data real rss_min, data vector beta_loc, data vector beta_scale)   (FF*, FE*, EE*: the pure twin's products)
+template <typename TV, typename TD, typename TS, typename V1, typename V2, typename V3, typename M1, typename M2,
+          typename M3, typename M4, typename M5, typename V4, typename X1, typename X2, typename X3, typename X4,
+          typename X5, typename X6, typename X7, typename X8, typename X9, typename M6, typename V5, typename V6,
+          typename V7>
+inline hierlin_fused::ret_t<TV, TD, TS> hierlin_glm_collapsed_ll(
+    const TV& svec, const TD& sdet, const TS& sigma, int N, const V1& m2, const V2& e1, const V3& e2, const M1& F1,
+    const M2& F2, const M3& MA11, const M4& MA12, const M5& MA22, const V4& detM2, const X1&, const X2&, const X3&,
+    const X4&, const X5&, const X6&, const X7&, const X8&, const X9&, const M6& C2, const V5& beta_star,
+    double rss_min, const V6& beta_loc, const V7& beta_scale, std::ostream* pstream__) {
+  using namespace hierlin_fused;
+  using stan::math::value_of;
+  const Eigen::VectorXd sv = value_of(svec);
+  const int q = sv.size() == 1 ? 1 : 2;
+  const GlmBlocks D{q, e1.size(), beta_star.size(), as_vec(m2), as_vec(e1), as_vec(e2), as_mat(F1), as_mat(F2),
+                    as_mat(MA11), as_mat(MA12), as_mat(MA22), as_vec(detM2)};
+  Eigen::VectorXd gsv;
+  double gsdet, gsig;
+  const double val = glm_collapsed_kernel(D, sv, value_of(sdet), value_of(sigma), N, as_mat(C2), as_vec(beta_star),
+                                          rss_min, as_vec(beta_loc), as_vec(beta_scale), gsv, gsdet, gsig);
+  if constexpr (!stan::is_var<ret_t<TV, TD, TS>>::value) {
+    return val;
+  } else {
+    stan::arena_t<TV> asv = svec;
+    stan::arena_t<Eigen::VectorXd> agsv = gsv;
+    return stan::math::make_callback_var(val, [asv, sdet, sigma, agsv, gsdet, gsig](auto& vi) mutable {
+      const double adj = vi.adj();
+      add_adj(asv, adj, agsv);
+      push_adj(sdet, adj, gsdet);
+      push_adj(sigma, adj, gsig);
+    });
+  }
 }
 #endif

@@ -395,7 +395,7 @@ class GLMTarget(PointsDensity):
 
     def _marginal_vec(self, beta: np.ndarray, s2: np.ndarray, logdet_a: np.ndarray, inv: list[np.ndarray]
                       ) -> np.ndarray:
-        """glm_marginal_vec_ll for q = 1, 2, vectorised over points and groups."""
+        """hierlin_glm_marginal_ll (glm_pure_functions.stan) for q = 1, 2, vectorised over points and groups."""
         delta = beta - self._bstar
         quad = (self._rss_min + np.einsum("ka,ab,kb->k", delta, self._c2, delta)) / s2
         d1 = self._e1[None, :] - delta @ self._f1.T
@@ -409,7 +409,7 @@ class GLMTarget(PointsDensity):
         return -0.5 * (logdet + quad)
 
     def _collapsed_vec(self, s2: np.ndarray, logdet_a: np.ndarray, inv: list[np.ndarray]) -> np.ndarray:
-        """glm_collapsed_vec_ll for q = 1, 2, vectorised over points and groups."""
+        """hierlin_glm_collapsed_ll (glm_pure_functions.stan) for q = 1, 2, vectorised over points and groups."""
         k, p = s2.size, self.p
         pflat = (np.diag(self._prec0)[None] + self._c2[None] / s2[:, None, None]).reshape(k, p * p)
         g = np.broadcast_to(self._g0, (k, p)).copy()

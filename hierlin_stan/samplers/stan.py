@@ -132,7 +132,8 @@ def fit(
         and gradient come from the package's C++ header (same posterior and draws
         distribution, ~5-30x less time per gradient); False: the pure Stan program;
         True: insist on the fused one (an error on PyStan, which cannot compile C++
-        headers). What ran is in ``idata.attrs["program"]`` and ``["program_variant"]``.
+        headers). Formulas: fused for one or two group terms (pure Stan beyond).
+        What ran is in ``idata.attrs["program"]`` and ``["program_variant"]``.
 
     Returns
     -------
@@ -154,14 +155,12 @@ def fit(
         if y_rep:
             raise ValueError("y_rep=True is not available for formulas yet; draw from the posterior of u "
                              "with hs.simulate(...) instead")
-        if fused is not None:
-            raise ValueError("fused= is for the notebook's model; formulas choose their program by parameterization")
         parameterization = DEFAULT_GLM_PARAMETERIZATION if parameterization is None else parameterization
         return fit_formula(dataset, formula, parameterization, engine=engine, chains=chains, draws=draws,
                            warmup=warmup, seed=seed, priors=priors, thin=thin, keep_u=keep_b, dropna=dropna,
                            show_progress=show_progress, adapt_delta=adapt_delta, max_treedepth=max_treedepth,
                            metric=metric, step_size=step_size, inits=inits, scheduler=scheduler,
-                           log_likelihood=log_likelihood)
+                           log_likelihood=log_likelihood, fused=fused)
     if scheduler is not None:
         raise ValueError("scheduler= goes with formula= (the per-group sums of a formula are what Dask computes); "
                          "e.g. hs.fit('data/*.parquet', formula='y ~ x + (1 + x | g)', scheduler='local')")

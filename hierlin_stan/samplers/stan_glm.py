@@ -26,6 +26,7 @@ import numpy as np
 
 from ..engines import get_engine
 from ..engines.controls import NutsControls
+from ..engines.programs import FUSED_MAX_Q, header_hash, program_key, select_program
 from ..model.glm import Design, design
 from ..model.glm_priors import GLMPriors, resolve_glm_priors
 from ..utils.az import az
@@ -89,12 +90,16 @@ def fit_formula(
     inits: Any = None,
     scheduler: Any = None,
     log_likelihood: Any = None,
+    fused: bool | None = None,
 ) -> "az.InferenceData":
     """Fit ``formula`` to ``data`` with Stan's NUTS; see :func:`hierlin_stan.fit`.
 
     ``log_likelihood`` chooses the ``log_likelihood`` group written after sampling
     (:func:`hierlin_stan.samplers.log_likelihood.add_log_likelihood`): by default ``y``
-    (per observation) and ``y_group`` (per group) while each is small.
+    (per observation) and ``y_group`` (per group) while each is small. ``fused`` chooses
+    the program variant of the marginal and collapsed parameterizations
+    (:func:`hierlin_stan.engines.programs.select_program`): None runs the fused C++ twin on
+    CmdStan for one or two group terms, the pure Stan program otherwise.
     """
     from .log_likelihood import add_log_likelihood, log_likelihood_choice
 
@@ -122,8 +127,8 @@ def fit_formula(
     if show_progress and any(s == "default" for s in prior.sources.values()):
         print("hierlin_stan: priors (defaults are data-scaled):\n  " + prior.describe(d.correlated).replace("\n", "\n  "),
               file=sys.stderr)
-    program = f"glm_{parameterization}"
     eng = get_engine(engine, verbose=show_progress)
+    program, variant = formula_program(parameterization, eng.name, fused, d)
     compile_seconds = eng.compile(program)
     sdata = stan_data(d, prior, parameterization, write_u=keep_u)
     raw = eng.sample(program, sdata, chains=chains, draws=draws, warmup=warmup, seed=seed, thin=thin,
@@ -133,6 +138,9 @@ def fit_formula(
         "sampler": "nuts",
         "parameterization": parameterization,
         "program": program,
+        "program_variant": variant,
+        "program_hash": program_key(program),
+        "fused_header_hash": header_hash() if variant == "fused" else None,
         "seed": seed,
         "chains": chains,
         "draws": draws,
@@ -145,6 +153,24 @@ def fit_formula(
     idata = glm_inference_data(raw.variables, raw.sample_stats, d, prior, {**raw.info, **attrs})
     add_log_likelihood(idata, d, log_likelihood, stacklevel=3)
     return idata
+
+
+def formula_program(parameterization: str, engine: str, fused: bool | None, d: Design) -> tuple[str, str]:
+    """The program that fits ``parameterization`` of design ``d`` on ``engine``, and its variant.
+
+    Raises
+    ------
+    ValueError
+        ``fused=True`` where no fused twin runs: centered / non-centered, PyStan, or more
+        than :data:`FUSED_MAX_Q` group terms (naming which and what to pass instead).
+    """
+    base = f"glm_{parameterization}"
+    if d.q > FUSED_MAX_Q or d.q == 0:
+        if fused:
+            raise ValueError(f"fused=True: the fused formula programs compute one or two group terms in C++, and "
+                             f"this design has {d.q} ({d.group_term_names}); use fused=None or False (pure Stan)")
+        fused = False
+    return select_program(base, engine, fused)
 
 
 def glm_parameters(parameterization: str, d: Design) -> dict[str, tuple[int, ...]]:

@@ -1,0 +1,169 @@
+"""The formula programs' fused C++ likelihoods (glm_*_fused.stan + hierlin_fused.hpp) = the pure Stan ones.
+
+* lp__ and its gradient through CmdStan's log_prob method (jacobian=True), 1e-10 relative,
+  at >= 100 random unconstrained points per program: one and two group terms (correlated,
+  independent), uniform scale priors (the bounded transform), no common terms (p = 0), a
+  group with an all-zero group column (rank-deficient block), one-point groups, data that
+  fit exactly, and every third point with sigma ~ 1e-6.
+* PyStan (pure program) and CmdStan (fused) give the same lp to 1e-12 relative.
+* A fit on CmdStan runs the fused twin for q <= 2 (attrs say so) and the pure program for
+  q = 3; same seed, same variant: the same draws; fused and pure posteriors agree within
+  4 combined MCSE.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import hierlin_stan as hs
+from hierlin_stan.engines import get_engine
+from hierlin_stan.model.glm import design
+from hierlin_stan.samplers.glm_logdensity import GLMTarget
+from hierlin_stan.samplers.stan_glm import glm_priors, stan_data
+from tests.conftest import requires_cmdstan
+from tests.test_fused import assert_close
+
+REL = 1e-10
+PRIORS = {"beta": "normal(0, 5)", "beta[x1]": "normal(1, 2)", "tau": "halfnormal(2)",
+          "tau[Intercept]": "halfstudent_t(4, 1.5)", "sigma": "exponential(0.7)", "Omega": "lkj(2)"}
+UNIFORM = {"beta": "normal(0, 3)", "tau": "uniform(0, 4)", "sigma": "uniform(0, 2.5)", "Omega": "lkj(1)"}
+CASES = {  # id: (formula, priors, noise sd)
+    "q2-correlated": ("y ~ x1 + x2 + (1 + x1 | g)", PRIORS, 0.3),
+    "q2-independent": ("y ~ x1 + (1 + x1 || g)", PRIORS, 0.3),
+    "q1": ("y ~ x1 + x2 + (1 | g)", PRIORS, 0.3),
+    "q1-slope": ("y ~ 1 + x1 + (0 + x1 | g)", {"beta": "normal(0, 5)", "tau": "halfstudent_t(4, 1.5)"}, 0.3),
+    "q2-uniform-scales": ("y ~ x1 + (1 + x1 | g)", UNIFORM, 0.3),
+    "q2-no-common-terms": ("y ~ 0 + (1 + x1 | g)", {"tau": "halfnormal(2)", "sigma": "halfnormal(1)"}, 0.3),
+    "q2-exact-fit": ("y ~ x1 + (1 + x1 | g)", PRIORS, 0.0),
+}
+
+
+def _frame(sizes, noise, seed=0):
+    """Groups of the given sizes (one-point groups included); group 'g1' has x1 = 0 throughout."""
+    rng = np.random.default_rng(seed)
+    labels = np.array([f"g{k}" for k in range(len(sizes))])
+    g = np.repeat(labels, sizes)
+    x1 = rng.normal(size=g.size)
+    x2 = rng.uniform(-1, 2, size=g.size)
+    x1[g == labels[1]] = 0.0
+    codes = np.repeat(np.arange(len(sizes)), sizes)
+    u = rng.normal(size=(len(sizes), 2))
+    y = 1.0 + 0.5 * x1 - x2 + u[codes, 0] + u[codes, 1] * x1 + noise * rng.normal(size=g.size)
+    return pd.DataFrame({"y": y, "x1": x1, "x2": x2, "g": g})
+
+
+SIZES = [1, 4, 6, 1, 3, 8, 2, 5, 1, 7, 3, 2]
+
+
+def _case(case):
+    formula, priors, noise = CASES[case]
+    d = design(_frame(SIZES, noise, seed=7), formula)
+    return d, glm_priors(d, priors)
+
+
+def _points(target, n, seed):
+    """Unconstrained points: uniform(-2.5, 2.5); every third with sigma ~ 1e-6 (its log in [-14.5, -13])."""
+    rng = np.random.default_rng(seed)
+    theta = rng.uniform(-2.5, 2.5, size=(n, target.dim))
+    i = target.names.index("sigma")
+    theta[::3, i] = rng.uniform(-14.5, -13.0, size=theta[::3].shape[0])
+    return theta
+
+
+def _stan_csv_row(point: dict) -> tuple[list[str], list[float]]:
+    """Stan CSV columns (beta.1, L_Omega.2.1, ... column-major) and values of one constrained point."""
+    names, values = [], []
+    for name, value in point.items():
+        arr = np.asarray(value, dtype=float)
+        if arr.ndim == 0:
+            names.append(name)
+            values.append(float(arr))
+            continue
+        for idx in np.ndindex(*arr.shape[::-1]):
+            idx = idx[::-1]
+            names.append(name + "." + ".".join(str(k + 1) for k in idx))
+            values.append(float(arr[idx]))
+    return names, values
+
+
+def log_prob_and_gradient(program: str, data: dict, points: list[dict], folder) -> tuple[np.ndarray, np.ndarray]:
+    """CmdStan's log_prob method (jacobian=True) at many constrained points: lp (n,), gradient (n, dim)."""
+    engine = get_engine("cmdstan", verbose=False)
+    engine.compile(program)
+    path = folder / f"{program}.csv"
+    with open(path, "w") as fh:
+        for k, point in enumerate(points):
+            names, values = _stan_csv_row(point)
+            if k == 0:
+                fh.write(",".join(["lp__", *names]) + "\n")
+            fh.write(",".join(["0", *(repr(v) for v in values)]) + "\n")
+    jdata = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in data.items()}
+    frame = engine._models[program].log_prob(str(path), jdata, jacobian=True, sig_figs=18)
+    return frame["lp__"].to_numpy(), frame[[c for c in frame.columns if c.startswith("g_")]].to_numpy()
+
+
+@requires_cmdstan
+@pytest.mark.requires_cmdstan
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["marginal", "collapsed"])
+def test_fused_equals_pure_value_and_gradient(kind, tmp_path):
+    total = 0
+    for case in CASES:
+        d, pr = _case(case)
+        target = GLMTarget(d, kind, pr)
+        theta = _points(target, 16, seed=zlib.crc32(f"fused/{case}/{kind}".encode()))
+        points = target.stan_parameters(theta)
+        data = stan_data(d, pr, kind, write_u=False)
+        lp_p, g_p = log_prob_and_gradient(f"glm_{kind}", data, points, tmp_path)
+        lp_f, g_f = log_prob_and_gradient(f"glm_{kind}_fused", data, points, tmp_path)
+        assert np.all(np.isfinite(lp_p)) and g_p.shape == (len(points), target.dim), case
+        assert_close(lp_p, lp_f, g_p, g_f, rel=REL, what=(kind, case))
+        total += len(points)
+    assert total >= 100
+
+
+@requires_cmdstan
+@pytest.mark.requires_cmdstan
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["marginal", "collapsed"])
+def test_pystan_pure_equals_cmdstan_fused(kind):
+    pystan, cmdstan = get_engine("pystan", verbose=False), get_engine("cmdstan", verbose=False)
+    for case in ("q2-correlated", "q1"):
+        d, pr = _case(case)
+        target = GLMTarget(d, kind, pr)
+        theta = _points(target, 6, seed=zlib.crc32(f"pystan/{case}/{kind}".encode()))
+        data = stan_data(d, pr, kind, write_u=False)
+        points = target.stan_parameters(theta)
+        assert_close(pystan.log_density_many(f"glm_{kind}", data, points),
+                     cmdstan.log_density_many(f"glm_{kind}_fused", data, points), rel=1e-12, what=(kind, case))
+
+
+@requires_cmdstan
+@pytest.mark.requires_cmdstan
+@pytest.mark.slow
+def test_fits_run_the_fused_twin_same_draws_same_posterior():
+    frame = _frame([6] * 30, 0.4, seed=3)
+    kw = dict(formula="y ~ x1 + (1 + x1 | g)", engine="cmdstan", chains=2, draws=500, warmup=500, seed=5,
+              show_progress=False, log_likelihood=False)
+    fused = hs.fit(frame, **kw)
+    again = hs.fit(frame, **kw)
+    pure = hs.fit(frame, fused=False, **kw)
+    assert fused.attrs["program"] == "glm_marginal_fused" and fused.attrs["program_variant"] == "fused"
+    assert pure.attrs["program"] == "glm_marginal" and pure.attrs["program_variant"] == "pure"
+    for name in ("beta", "tau", "sigma", "Omega"):
+        np.testing.assert_array_equal(fused.posterior[name].values, again.posterior[name].values)
+    sf, sp = (hs.diagnostics.summary(x) for x in (fused, pure))
+    common = sf.index.intersection(sp.index)
+    assert len(common) >= 6
+    z = (sf.loc[common, "mean"] - sp.loc[common, "mean"]) / np.hypot(sf.loc[common, "mcse_mean"],
+                                                                      sp.loc[common, "mcse_mean"])
+    assert (z.abs() <= 4).all(), z
+    q3 = hs.fit(frame, formula="y ~ x1 + (1 + x1 + x2 | g)", engine="cmdstan", chains=1, draws=50, warmup=50,
+                seed=1, show_progress=False, log_likelihood=False)
+    assert q3.attrs["program"] == "glm_marginal" and q3.attrs["program_variant"] == "pure"
+    with pytest.raises(ValueError, match="one or two group terms"):
+        hs.fit(frame, formula="y ~ x1 + (1 + x1 + x2 | g)", engine="cmdstan", fused=True, show_progress=False)
