@@ -131,3 +131,92 @@
   real glm_sdet(vector tau, matrix L_Omega, int correlated) {
     return rows(tau) == 1 ? 0 : glm_sigma2_det(tau, L_Omega, correlated);
   }
+  // ---- Exact draws for one or two group terms, vectorised over the groups (both variants; the loop
+  // forms glm_draw_u_rng / glm_draw_beta_rng serve q >= 3). mv11..mv22: M_j's entries (glm_vector_data).
+  // u_j | beta, Sigma, sigma, y as glm_draw_u_rng: B = M_j L, H = sigma^2 I + B'B, w ~ N(H^-1 B'd, sigma^2 H^-1),
+  // u = L w; det H = sigma^2 (sigma^2 + |B|^2) + det(M)^2 det(L)^2 (non-negative terms) gives chol(H)'s (2, 2).
+  matrix glm_draw_u_vec_rng(vector beta, matrix L, real sigma, vector mv11, vector mv12, vector mv21,
+                            vector mv22, vector detM2, vector e1, vector e2, matrix F1, matrix F2,
+                            vector beta_star) {
+    int J = rows(e1);
+    int q = cols(L);
+    real s2 = square(sigma);
+    vector[rows(beta)] delta = beta - beta_star;
+    vector[J] d1 = e1 - F1 * delta;
+    matrix[J, q] u;
+    if (q == 1) {
+      vector[J] b = mv11 * L[1, 1];
+      vector[J] h = s2 + square(b);
+      u[ : , 1] = L[1, 1] * (b .* d1 ./ h + sigma * to_vector(normal_rng(rep_vector(0, J), 1)) ./ sqrt(h));
+      return u;
+    }
+    vector[J] d2 = e2 - F2 * delta;
+    vector[J] b11 = mv11 * L[1, 1] + mv12 * L[2, 1];
+    vector[J] b12 = mv12 * L[2, 2];
+    vector[J] b21 = mv21 * L[1, 1] + mv22 * L[2, 1];
+    vector[J] b22 = mv22 * L[2, 2];
+    vector[J] h11 = s2 + square(b11) + square(b21);
+    vector[J] h12 = b11 .* b12 + b21 .* b22;
+    vector[J] h22 = s2 + square(b12) + square(b22);
+    vector[J] deth = s2 * (h11 + square(b12) + square(b22)) + detM2 * square(L[1, 1] * L[2, 2]);
+    vector[J] r1 = b11 .* d1 + b21 .* d2;
+    vector[J] r2 = b12 .* d1 + b22 .* d2;
+    vector[J] c11 = sqrt(h11);  // chol(H) = [c11, 0; c21, c22]
+    vector[J] c21 = h12 ./ c11;
+    vector[J] c22 = sqrt(deth ./ h11);
+    vector[J] x2 = to_vector(normal_rng(rep_vector(0, J), 1)) ./ c22;  // chol(H)^-T z
+    vector[J] x1 = (to_vector(normal_rng(rep_vector(0, J), 1)) - c21 .* x2) ./ c11;
+    vector[J] w1 = (h22 .* r1 - h12 .* r2) ./ deth + sigma * x1;
+    vector[J] w2 = (h11 .* r2 - h12 .* r1) ./ deth + sigma * x2;
+    u[ : , 1] = L[1, 1] * w1;
+    u[ : , 2] = L[2, 1] * w1 + L[2, 2] * w2;
+    return u;
+  }
+  // P = C2/s2 + diag(beta_scale^-2) + sum_j F_j' A_j^-1 F_j, g = (beta_loc - beta*)/beta_scale^2 + sum_j F_j' A_j^-1 e*_j,
+  // q0 = |(beta* - beta_loc)/beta_scale|^2 + sum_j e*_j' A_j^-1 e*_j and sum_j log det A_j, for q = 1 or 2
+  // (the data products FFk, FEk, EEk of glm_vector_data.stan); a function of svec, sdet, s2 like the likelihood.
+  tuple(matrix, vector, real, real) glm_collapsed_pg(vector svec, real sdet, real s2, vector m2, matrix MA11,
+                                                     matrix MA12, matrix MA22, vector detM2, matrix FF1,
+                                                     matrix FF2, matrix FF3, matrix FE1, matrix FE2, matrix FE3,
+                                                     vector EE1, vector EE2, vector EE3, matrix C2,
+                                                     vector beta_star, vector beta_loc, vector beta_scale) {
+    int p = rows(beta_star);
+    int J = rows(EE1);
+    matrix[p, p] P = add_diag(C2 / s2, inv_square(beta_scale));
+    vector[p] g = (beta_loc - beta_star) ./ square(beta_scale);
+    real q0 = dot_self((beta_star - beta_loc) ./ beta_scale);
+    real logdet;
+    if (rows(svec) == 1) {
+      vector[J] a = s2 + m2 * svec[1];
+      vector[J] ainv = inv(a);
+      logdet = sum(log(a));
+      P += glm_unpack(FF1' * ainv, p);
+      g += FE1' * ainv;
+      q0 += dot_product(EE1, ainv);
+    } else {
+      tuple(matrix[J, 3], real) inv = glm_q2_inverse(MA11, MA12, MA22, detM2, svec, sdet, s2);
+      logdet = inv.2;
+      P += glm_unpack(FF1' * inv.1[ : , 1] + FF2' * inv.1[ : , 2] + FF3' * inv.1[ : , 3], p);
+      g += FE1' * inv.1[ : , 1] + FE2' * inv.1[ : , 2] + FE3' * inv.1[ : , 3];
+      q0 += dot_product(EE1, inv.1[ : , 1]) + dot_product(EE2, inv.1[ : , 2])
+            + dot_product(EE3, inv.1[ : , 3]);
+    }
+    return (P, g, q0, logdet);
+  }
+  // beta | Sigma, sigma, y exactly, q = 1 or 2: beta_star + N(P^-1 g, P^-1) (as glm_draw_beta_rng).
+  vector glm_draw_beta_vec_rng(vector svec, real sdet, real sigma, vector m2, matrix MA11, matrix MA12,
+                               matrix MA22, vector detM2, matrix FF1, matrix FF2, matrix FF3, matrix FE1,
+                               matrix FE2, matrix FE3, vector EE1, vector EE2, vector EE3, matrix C2,
+                               vector beta_star, vector beta_loc, vector beta_scale) {
+    int p = rows(beta_star);
+    if (p == 0) {
+      return beta_star;
+    }
+    tuple(matrix[p, p], vector[p], real, real) pg = glm_collapsed_pg(svec, sdet, square(sigma), m2, MA11, MA12,
+                                                                      MA22, detM2, FF1, FF2, FF3, FE1, FE2, FE3,
+                                                                      EE1, EE2, EE3, C2, beta_star, beta_loc,
+                                                                      beta_scale);
+    matrix[p, p] LP = cholesky_decompose(pg.1);
+    vector[p] w = mdivide_left_tri_low(LP, pg.2) + to_vector(normal_rng(rep_vector(0, p), 1));
+    return beta_star + mdivide_right_tri_low(w', LP)';
+  }

@@ -32,6 +32,11 @@ generated quantities {
 #include glm_omega_gq.stan
   matrix[write_u ? J : 0, q] u;
   if (write_u && q > 0) {
-    u = glm_draw_u_rng(beta, glm_sigma_factor(tau, L_Omega, correlated), sigma, M, e_star, F, beta_star);
+    matrix[q, q] L = glm_sigma_factor(tau, L_Omega, correlated);
+    if (q <= 2) {
+      u = glm_draw_u_vec_rng(beta, L, sigma, mv11, mv12, mv21, mv22, detM2, e1, e2, F1, F2, beta_star);
+    } else {
+      u = glm_draw_u_rng(beta, L, sigma, M, e_star, F, beta_star);
+    }
   }
 }

@@ -41,25 +41,13 @@
     int J = rows(e1);
     int p = rows(beta_star);
     real s2 = square(sigma);
-    matrix[p, p] P = add_diag(C2 / s2, inv_square(beta_scale));
-    vector[p] g = (beta_loc - beta_star) ./ square(beta_scale);
-    real q0 = dot_self((beta_star - beta_loc) ./ beta_scale);
-    real logdet = (N - J * q) * log(s2) + 2 * sum(log(beta_scale));
-    if (q == 1) {
-      vector[J] a = s2 + m2 * svec[1];
-      vector[J] ainv = inv(a);
-      logdet += sum(log(a));
-      P += glm_unpack(FF1' * ainv, p);
-      g += FE1' * ainv;
-      q0 += dot_product(EE1, ainv);
-    } else {
-      tuple(matrix[J, 3], real) inv = glm_q2_inverse(MA11, MA12, MA22, detM2, svec, sdet, s2);
-      logdet += inv.2;
-      P += glm_unpack(FF1' * inv.1[ : , 1] + FF2' * inv.1[ : , 2] + FF3' * inv.1[ : , 3], p);
-      g += FE1' * inv.1[ : , 1] + FE2' * inv.1[ : , 2] + FE3' * inv.1[ : , 3];
-      q0 += dot_product(EE1, inv.1[ : , 1]) + dot_product(EE2, inv.1[ : , 2])
-            + dot_product(EE3, inv.1[ : , 3]);
-    }
+    tuple(matrix[p, p], vector[p], real, real) pg = glm_collapsed_pg(svec, sdet, s2, m2, MA11, MA12, MA22, detM2,
+                                                                      FF1, FF2, FF3, FE1, FE2, FE3, EE1, EE2, EE3,
+                                                                      C2, beta_star, beta_loc, beta_scale);
+    matrix[p, p] P = pg.1;
+    vector[p] g = pg.2;
+    real q0 = pg.3;
+    real logdet = (N - J * q) * log(s2) + 2 * sum(log(beta_scale)) + pg.4;
     if (p == 0) {
       return -0.5 * (N * log(2 * pi()) + logdet + rss_min / s2 + q0);
     }

@@ -5,6 +5,10 @@
   int nv = n1 + n2;
   int npair = (p * (p + 1)) %/% 2;
   vector[n1] m2;
+  vector[nv] mv11;  // M_j's entries (the exact draws of u)
+  vector[n2] mv12;
+  vector[n2] mv21;
+  vector[n2] mv22;
   vector[nv] e1;
   vector[n2] e2;
   matrix[nv, p] F1;
@@ -25,10 +29,14 @@
   for (j in 1:nv) {
     e1[j] = e_star[j][1];
     F1[j] = F[j][1];
+    mv11[j] = M[j][1, 1];
     if (q == 1) {
       m2[j] = square(M[j][1, 1]);
     } else {
       matrix[2, 2] m = M[j];
+      mv12[j] = m[1, 2];
+      mv21[j] = m[2, 1];
+      mv22[j] = m[2, 2];
       e2[j] = e_star[j][2];
       F2[j] = F[j][2];
       // A = M Sigma M' with Sigma = [s11, s12; s12, s22]: coefficients of (s11, s12, s22)

@@ -167,3 +167,38 @@ def test_fits_run_the_fused_twin_same_draws_same_posterior():
     assert q3.attrs["program"] == "glm_marginal" and q3.attrs["program_variant"] == "pure"
     with pytest.raises(ValueError, match="one or two group terms"):
         hs.fit(frame, formula="y ~ x1 + (1 + x1 + x2 | g)", engine="cmdstan", fused=True, show_progress=False)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["marginal", "collapsed"])
+def test_exact_draws_follow_their_conditionals(engine_name, kind):
+    """u (and, collapsed, beta) drawn in Stan's generated quantities, standardised by the numpy conditionals
+    (glm_density.u_conditional / beta_conditional) at each posterior draw, are N(0, 1): mean within 4/sqrt(n),
+    variance within 4 sqrt(2/n) of 1 (n standardised values; exact draws are independent given the parameters)."""
+    from hierlin_stan.model.glm_density import beta_conditional, u_conditional
+
+    for formula in ("y ~ x1 + (1 + x1 | g)", "y ~ x1 + x2 + (1 | g)"):
+        frame = _frame(SIZES * 2, 0.3, seed=11)
+        idata = hs.fit(frame, formula=formula, parameterization=kind, engine=engine_name, chains=2, draws=150,
+                       warmup=150, seed=4, keep_b=True, show_progress=False, log_likelihood=False)
+        d = design(frame, formula)
+        pdata = glm_priors(d, None).to_stan_data()
+        post = idata.posterior.stack(s=("chain", "draw"))
+        zs, zb = [], []
+        for s in range(post.sizes["s"]):
+            tau = np.atleast_1d(post["tau"].values[..., s])
+            omega = post["Omega"].values[..., s] if "Omega" in post else np.eye(d.q)
+            low = np.diag(tau) @ np.linalg.cholesky(omega)
+            sigma, beta = float(post["sigma"].values[s]), post["beta"].values[:, s]
+            mean, cov = u_conditional(d.stats, beta, low, sigma)
+            resid = post["u"].values[..., s] - mean
+            zs.append(np.linalg.solve(np.linalg.cholesky(cov), resid[..., None])[..., 0].ravel())
+            if kind == "collapsed":
+                bmean, bcov = beta_conditional(d.stats, low @ low.T, sigma, pdata["beta_loc"], pdata["beta_scale"])
+                zb.append(np.linalg.solve(np.linalg.cholesky(bcov), beta - bmean))
+        for z in (np.concatenate(zs), np.concatenate(zb) if zb else None):
+            if z is None:
+                continue
+            n = z.size
+            assert abs(z.mean()) <= 4 / np.sqrt(n), (formula, kind, z.mean(), n)
+            assert abs(z.var() - 1) <= 4 * np.sqrt(2 / n), (formula, kind, z.var(), n)
