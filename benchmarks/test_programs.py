@@ -25,92 +25,41 @@ in a fresh interpreter.
 from __future__ import annotations
 
 import json
-import time
-import warnings
 
 import pytest
 
-import hierlin_stan as hs
-from hierlin_stan.checks.diagnostics import sampler_stats
-from hierlin_stan.samplers.registry import SAMPLERS, available_samplers, run_sampler
+from hierlin_stan.samplers.registry import available_samplers
+from hierlin_stan.workflows.bench import PROGRAM_DATA, PROGRAM_VARIANTS, bench_program, program_dataset
 
 from .conftest import record, run_python
 
-DATA = {
-    "N100": dict(n=100),
-    "N1e4": dict(n=10_000),
-    "N1e5": dict(n=100_000),
-    "J100xN1e7": dict(groups=[100_000] * 100),
-}
 LARGE = {"N1e5", "J100xN1e7"}
-STAN = {  # name -> (parameterization, engine, fused)
-    "collapsed-fused": ("collapsed", "cmdstan", True),
-    "collapsed-pure": ("collapsed", "cmdstan", False),
-    "collapsed-pystan": ("collapsed", "pystan", None),
-    "marginal-fused": ("marginal", "cmdstan", True),
-    "marginal-pure": ("marginal", "cmdstan", False),
-    "marginal-pystan": ("marginal", "pystan", None),
-}
-OTHERS = ("nutpie-marginal", "metropolis-marginal")
-_DATASETS: dict[str, hs.Dataset] = {}
+_DATASETS: dict = {}
 
 
-def _data(key: str) -> hs.Dataset:
+def _data(key: str):
     if key not in _DATASETS:
         _DATASETS.clear()  # one dataset in memory at a time (N = 1e7 rows: ~0.5 GB)
-        _DATASETS[key] = hs.simulate(**DATA[key], eps=0.5, seed=3)
-        _DATASETS[key].group_sums()
+        _DATASETS[key] = program_dataset(key)
     return _DATASETS[key]
 
 
 def _cases():
-    for key in DATA:
+    for key in PROGRAM_DATA:
         marks = [pytest.mark.large] if key in LARGE else []
-        for name in (*STAN, *OTHERS):
+        for name in PROGRAM_VARIANTS:
             yield pytest.param(key, name, marks=marks, id=f"{key}-{name}")
 
 
 @pytest.mark.parametrize("key, name", list(_cases()))
 def test_program_variant(benchmark, key, name):
-    if name in OTHERS and name not in available_samplers():
+    """One row of ``hierlin bench``'s program table (:func:`hierlin_stan.workflows.bench.bench_program`)."""
+    spec = PROGRAM_VARIANTS[name]
+    if isinstance(spec, str) and spec not in available_samplers():
         pytest.skip(f"{name} is not available here (needs the pymc extra with nutpie)")
     dataset = _data(key)
-    if name in STAN:
-        parameterization, engine, fused = STAN[name]
-        hs.get_engine(engine, verbose=False).compile(
-            f"{parameterization}_fused" if fused else parameterization)  # compile before timing
-
-        def run():
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message="not keeping the")
-                return hs.fit(dataset, parameterization, engine=engine, fused=fused, seed=1, keep_b=False,
-                              show_progress=False)
-    else:
-        def run():
-            return run_sampler(SAMPLERS[name], dataset, 1, show_progress=False)
-
-        if name.startswith("nutpie"):
-            run_sampler(SAMPLERS[name], hs.simulate(n=20, eps=0.5, seed=1), 1, show_progress=False,
-                        draws=10, warmup=10)  # imports and JIT before timing
-
-    start = time.perf_counter()
-    idata = benchmark.pedantic(run, rounds=1, iterations=1)
-    wall = time.perf_counter() - start
-    st = sampler_stats(idata, ["a", "mu_b", "sigma_b", "eps"])
-    numbers = dict(N=dataset.n, J=dataset.n_groups, min_ess_bulk=st["min_ess_bulk"], max_rhat=st["max_rhat"],
-                   divergences=st["divergences"], wall_seconds=wall, warmup_seconds=st["warmup_seconds"],
-                   sampling_chain_seconds=st["sampling_chain_seconds"],
-                   ess_per_chain_second=st["min_ess_bulk_per_s"], ess_per_wall_second=st["min_ess_bulk"] / wall,
-                   program=idata.attrs.get("program"))
-    if "n_steps" in idata.sample_stats:
-        steps = float(idata.sample_stats["n_steps"].values.sum())
-        numbers.update(mean_leapfrog=steps / idata.sample_stats["n_steps"].size,
-                       ms_per_gradient=1e3 * st["sampling_chain_seconds"] / steps)
-    else:  # Metropolis: one density evaluation per iteration (kept draws x thin)
-        spec = SAMPLERS[name]
-        evals = spec.chains * spec.draws * spec.thin
-        numbers.update(ms_per_density=1e3 * st["sampling_chain_seconds"] / evals)
-    assert st["min_ess_bulk"] > 0
+    numbers = benchmark.pedantic(bench_program, args=(dataset, name), rounds=1, iterations=1)
+    assert numbers["min_ess_bulk"] > 0
     record(benchmark, f"programs/{key}/{name}", **numbers)
 
 
@@ -145,3 +94,50 @@ def test_collapsed_one_slope_per_point_1e6(benchmark):
     got["peak_mib_bound"] = got["self_peak_mib"] + 2 * got["child_peak_mib"]
     record(benchmark, "programs/N=1e6-default-fit", **got)
     assert got["program"] == "collapsed_fused" and got["ess"] > 0
+
+
+def _formula_frame(groups: int = 1000, per_group: int = 10):
+    """y ~ x + (1 + x | g): correlated intercepts and slopes (0.5), sigma = 0.5, seed 3."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(3)
+    g = np.repeat(np.arange(groups), per_group)
+    x = rng.normal(size=g.size)
+    u = rng.multivariate_normal([0, 0], [[1, 0.5], [0.5, 1]], size=groups)
+    y = 1 + 2 * x + u[g, 0] + u[g, 1] * x + 0.5 * rng.normal(size=g.size)
+    return pd.DataFrame({"y": y, "x": x, "g": g})
+
+
+@pytest.mark.parametrize("kind", ["marginal", "collapsed"])
+@pytest.mark.parametrize("fused", [True, False], ids=["fused", "pure"])
+def test_formula_program_variant(benchmark, kind, fused):
+    """A formula's fused C++ twin against its pure program (CmdStan), J = 1000 groups of 10, 4 x 1000,
+    group effects not kept (with u kept, writing 2,000 numbers per draw costs more than the gradients)."""
+    import time
+    import warnings
+
+    import hierlin_stan as hs
+    from hierlin_stan.checks.diagnostics import sampler_stats
+    from hierlin_stan.engines.programs import select_program
+
+    frame = _formula_frame()
+    hs.get_engine("cmdstan", verbose=False).compile(select_program(f"glm_{kind}", "cmdstan", fused)[0])
+
+    def run():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return hs.fit(frame, formula="y ~ x + (1 + x | g)", parameterization=kind, engine="cmdstan",
+                          fused=fused, seed=1, keep_b=False, log_likelihood=False, show_progress=False)
+
+    start = time.perf_counter()
+    idata = benchmark.pedantic(run, rounds=1, iterations=1)
+    wall = time.perf_counter() - start
+    st = sampler_stats(idata, ["beta", "tau", "sigma"])
+    steps = float(idata.sample_stats["n_steps"].values.sum())
+    record(benchmark, f"programs/formula-J1000/{kind}-{'fused' if fused else 'pure'}", program=idata.attrs["program"],
+           min_ess_bulk=st["min_ess_bulk"], ess_per_chain_second=st["min_ess_bulk_per_s"],
+           ess_per_wall_second=st["min_ess_bulk"] / wall, mean_leapfrog=steps / idata.sample_stats["n_steps"].size,
+           ms_per_gradient=1e3 * st["sampling_chain_seconds"] / steps, divergences=st["divergences"],
+           max_rhat=st["max_rhat"])
+    assert st["min_ess_bulk"] > 0

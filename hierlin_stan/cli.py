@@ -177,7 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
     sbc.set_defaults(func=cmd_sbc)
 
     bench = sub.add_parser("bench", help="benchmark: ESS/s per sampler, seconds and ESS/s vs N (table + log-log plots)")
-    bench.add_argument("--quick", action="store_true", help="about a minute (short runs, small N) instead of ~10")
+    bench.add_argument("--quick", action="store_true", help="a few minutes (short runs, small N) instead of ~15")
+    bench.add_argument("--large", action="store_true",
+                       help="add one slope per point at N = 1e5 to the program-variant table (pure rows: minutes)")
     bench.add_argument("--out", default="hierlin_bench", help="output folder (default: hierlin_bench)")
     bench.add_argument("--samplers", default=None, help="comma-separated sampler names (default: all available)")
     bench.add_argument("--engine", default="auto", help="Stan engine: auto (default), cmdstan or pystan")
@@ -450,7 +452,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     samplers = parse_samplers(args.samplers)
     check_output(args.out, args.force)  # fail now, not after minutes of benchmarking
-    result = run_bench(quick=args.quick, samplers=samplers, engine=args.engine,
+    result = run_bench(quick=args.quick, large=args.large, samplers=samplers, engine=args.engine,
                        log=(lambda line: None) if args.quiet else None)
     write_bench(result, args.out, force=args.force)
     cols = [c for c in ("label", "sampling_chain_seconds", "min_ess_bulk", "min_ess_bulk_per_s", "error")
@@ -458,7 +460,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
     print(result.samplers[cols].to_string())
     print()
     print(result.scaling[["design", "N", "J", "fit_seconds", "min_ess_bulk_per_s"]].to_string(index=False))
-    print(f"\nwrote {args.out}/ (samplers.md, scaling.md, ess_per_sampler.png, scaling.png)")
+    if len(result.programs):
+        cols = [c for c in ("data", "variant", "ess_per_chain_second", "ess_per_wall_second", "mean_leapfrog",
+                            "ms_per_gradient", "divergences", "error") if c in result.programs]
+        print()
+        print(result.programs[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    print(f"\nwrote {args.out}/ (samplers.md, scaling.md, programs.md, ess_per_sampler.png, scaling.png, "
+          "programs.png)")
     return 0
 
 

@@ -21,9 +21,9 @@ def test_bench_quick_writes_table_and_plots(tmp_path):
     assert run.stderr == "", f"--quiet let this through on stderr:\n{run.stderr[:3000]}"
     names = {p.name for p in out.iterdir()}
     assert {"samplers.csv", "samplers.md", "scaling.csv", "scaling.md", "ess_per_sampler.png", "scaling.png",
-            "machine.json"} <= names
+            "programs.csv", "programs.md", "programs.png", "machine.json"} <= names
     assert not list(tmp_path.glob(".bench.*")), "a staging folder was left behind"
-    for png in ("ess_per_sampler.png", "scaling.png"):
+    for png in ("ess_per_sampler.png", "scaling.png", "programs.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert (out / png).stat().st_size > 10_000
 
@@ -48,10 +48,27 @@ def test_bench_quick_writes_table_and_plots(tmp_path):
     assert (scaling.loc[~per_point, "J"] == plan.grouped_j).all()
     assert (scaling["fit_seconds"] > 0).all() and (scaling["min_ess_bulk_per_s"] > 0).all()
     assert (scaling["ms_per_gradient"] > 0).all()
+
+    # the program-variant table: each variant on each dataset, the program that ran, its numbers
+    programs = pd.read_csv(out / "programs.csv")
+    assert "error" not in programs or programs["error"].isna().all(), programs.get("error")
+    assert list(zip(programs["data"], programs["variant"])) == [(k, v) for k in plan.program_data
+                                                               for v in plan.program_variants]
+    for variant, program in zip(programs["variant"], programs["program"]):
+        if variant.endswith("-fused"):
+            assert program == variant.replace("-fused", "_fused")
+        elif variant.endswith("-pure"):
+            assert program == variant.replace("-pure", "")
+    assert (programs["ess_per_chain_second"] > 0).all() and (programs["ess_per_wall_second"] > 0).all()
+    nuts = programs["variant"].str.contains("fused|pure")
+    assert (programs.loc[nuts, "ms_per_gradient"] > 0).all() and (programs.loc[nuts, "mean_leapfrog"] >= 1).all()
+    assert (programs.loc[~nuts, "ms_per_density"] > 0).all()
     # only the final summary: the samplers table (header, index name, a row each), a blank line, the
-    # scaling table (header, a row each), a blank line, where it was written
+    # scaling table (header, a row each), a blank line, the programs table (header, a row each), a blank
+    # line, where it was written
     lines = run.stdout.splitlines()
-    assert len(lines) == 2 + len(samplers) + 1 + 1 + len(scaling) + 1 + 1, run.stdout
+    assert len(lines) == 2 + len(samplers) + 1 + 1 + len(scaling) + 1 + 1 + len(programs) + 1 + 1, run.stdout
+    assert lines[-2 - len(programs) - 1].split()[:2] == ["data", "variant"]
     assert "min_ess_bulk_per_s" in lines[0] and lines[1].startswith("sampler")
     assert [line.split()[0] for line in lines[2:2 + len(samplers)]] == list(samplers.index)
     assert lines[2 + len(samplers)] == "" and lines[-2] == ""
@@ -97,3 +114,33 @@ def test_bench_samplers_subset_with_a_plans_settings():
     assert list(table.index) == ["metropolis-marginal"]
     row = table.loc["metropolis-marginal"]
     assert row["iterations_per_second"] > 0 and row["min_ess_bulk_per_s"] > 0 and row["speedup_vs_slowest"] == 1.0
+
+
+def test_plot_programs_draws_each_dataset_and_refuses_bad_frames():
+    from hierlin_stan.reports.plots_bench import plot_programs
+
+    frame = pd.DataFrame({
+        "data": ["N100"] * 3 + ["N1e4"] * 3, "N": [100] * 3 + [10_000] * 3, "J": [100] * 3 + [10_000] * 3,
+        "variant": ["collapsed-fused", "collapsed-pure", "metropolis-marginal"] * 2,
+        "ess_per_chain_second": [5e4, 5e3, 9e3, 800, 65, 0.0],
+        "ms_per_gradient": [0.002, 0.02, None, 0.1, 1.2, None], "ms_per_density": [None, None, 0.01, None, None, 1.0]})
+    axes = plot_programs(frame)
+    assert len(axes) == 4
+    assert [t.get_text() for t in axes[0].get_yticklabels()] == ["metropolis-marginal", "collapsed-pure",
+                                                                 "collapsed-fused"]
+    assert len(axes[2].patches) == 2  # the row with no ESS is left out
+    assert axes[0].get_title(loc="left").startswith("N100: N = 100")
+    plt.close("all")
+    with pytest.raises(ValueError, match="ess_per_chain_second"):
+        plot_programs(frame.drop(columns="ess_per_chain_second"))
+    with pytest.raises(ValueError, match="no program variant"):
+        plot_programs(frame.assign(ess_per_chain_second=0.0))
+
+
+def test_bench_programs_names_unknown_variants_and_data():
+    from hierlin_stan.workflows.bench import bench_programs, program_dataset
+
+    with pytest.raises(ValueError, match="'collapsed-fast'.*collapsed-fused"):
+        bench_programs(["N100"], ["collapsed-fast"])
+    with pytest.raises(ValueError, match="'N1e9' is unknown"):
+        program_dataset("N1e9")

@@ -10,10 +10,16 @@ Two measurements a user can rerun on their own machine:
   grouped data (J = 100 groups). The data are summarised once into per-group
   sums (the marginal gradient then costs O(J), whatever N is); the table keeps
   the summarising time apart from the fit.
+* **Program variants** (:func:`bench_programs`): the collapsed and marginal programs
+  as CmdStan runs them fused (C++ value and gradient) and pure (Stan autodiff), and as
+  PyStan runs them, beside nutpie and the numpy Metropolis, on one slope per point
+  (N = 100, 10^4; 10^5 with ``large``) and 100 groups at N = 10^7: ESS per chain-second
+  and per wall-second, leapfrog steps per draw, ms per gradient.
 
 :func:`run_bench` measures; :func:`hierlin_stan.reports.bench_report.write_bench`
-writes ``samplers.csv/.md``, ``scaling.csv/.md``, ``ess_per_sampler.png`` and
-``scaling.png`` into a folder that appears complete or not at all. The benchmark suite (``pytest benchmarks/ --benchmark-only``)
+writes ``samplers.csv/.md``, ``scaling.csv/.md``, ``programs.csv/.md``,
+``ess_per_sampler.png``, ``scaling.png`` and ``programs.png`` into a folder that
+appears complete or not at all. The benchmark suite (``pytest benchmarks/ --benchmark-only``)
 measures the same things, and more, with pytest-benchmark.
 """
 
@@ -38,6 +44,10 @@ __all__ = [
     "PLANS",
     "bench_samplers",
     "bench_scaling",
+    "bench_program",
+    "bench_programs",
+    "PROGRAM_DATA",
+    "PROGRAM_VARIANTS",
     "run_bench",
 ]
 
@@ -72,6 +82,8 @@ class BenchPlan:
     grouped_j: int = 100
     draws: int = 1000
     warmup: int = 1000
+    program_data: tuple[str, ...] = ()
+    program_variants: tuple[str, ...] | None = None
 
 
 _QUICK_METROPOLIS = {"draws": 4000, "warmup": 2000, "thin": 2}
@@ -84,14 +96,36 @@ PLANS: dict[str, BenchPlan] = {
         grouped_n=(1000, 100_000),
         draws=300,
         warmup=300,
+        program_data=("N100",),
+        program_variants=("collapsed-fused", "collapsed-pure", "marginal-fused", "marginal-pure",
+                          "metropolis-marginal"),
     ),
-    # ~10 minutes on 2 cores (PyMC's Metropolis alone takes ~1.5 min when installed).
+    # ~15 minutes on 2 cores (PyMC's Metropolis alone takes ~1.5 min when installed).
     "default": BenchPlan(
         samplers=None,
         settings={},
         per_point_n=(100, 1000, 10_000),
         grouped_n=(1000, 100_000, 1_000_000, 10_000_000),
+        program_data=("N100", "N1e4", "J100xN1e7"),
     ),
+}
+#: Data of the program-variant table (``simulate(**spec, eps=0.5, seed=3)``): one slope per point, and grouped.
+PROGRAM_DATA: dict[str, dict[str, Any]] = {
+    "N100": dict(n=100),
+    "N1e4": dict(n=10_000),
+    "N1e5": dict(n=100_000),
+    "J100xN1e7": dict(groups=[100_000] * 100),
+}
+#: Rows of the program-variant table: Stan (parameterization, engine, fused) or a sampler name.
+PROGRAM_VARIANTS: dict[str, tuple[str, str, bool | None] | str] = {
+    "collapsed-fused": ("collapsed", "cmdstan", True),
+    "collapsed-pure": ("collapsed", "cmdstan", False),
+    "collapsed-pystan": ("collapsed", "pystan", None),
+    "marginal-fused": ("marginal", "cmdstan", True),
+    "marginal-pure": ("marginal", "cmdstan", False),
+    "marginal-pystan": ("marginal", "pystan", None),
+    "nutpie-marginal": "nutpie-marginal",
+    "metropolis-marginal": "metropolis-marginal",
 }
 
 
@@ -110,11 +144,14 @@ class BenchResult:
         leapfrog steps and seconds per gradient.
     machine : dict
         CPU count, platform, versions.
+    programs : pandas.DataFrame
+        One row per (data, program variant): :func:`bench_programs`.
     """
 
     samplers: pd.DataFrame
     scaling: pd.DataFrame
     machine: dict[str, Any]
+    programs: pd.DataFrame = dataclasses.field(default_factory=pd.DataFrame)
 
 
 # --------------------------------------------------------------------- measure
@@ -237,6 +274,135 @@ def bench_scaling(
     return pd.DataFrame(rows)
 
 
+def program_dataset(key: str, seed: int = 3) -> Dataset:
+    """The program-variant table's dataset ``key`` (:data:`PROGRAM_DATA`), eps = 0.5, summarised."""
+    if key not in PROGRAM_DATA:
+        raise ValueError(f"program dataset {key!r} is unknown; use one of {list(PROGRAM_DATA)}")
+    dataset = simulate(**PROGRAM_DATA[key], eps=0.5, seed=seed)
+    dataset.group_sums()
+    return dataset
+
+
+def bench_program(dataset: Dataset, variant: str, seed: int = 1, draws: int = 1000, warmup: int = 1000,
+                  show_progress: bool = False) -> dict[str, Any]:
+    """Run one row of the program-variant table on ``dataset`` and measure it.
+
+    Stan variants are compiled before the clock starts; nutpie gets a tiny run first (imports,
+    JIT). Metropolis runs its registry settings (draws, thin), not ``draws``/``warmup``.
+
+    Returns
+    -------
+    dict
+        ``N``, ``J``, ``program``, ``min_ess_bulk`` (of a, mu_b, sigma_b, eps), ``max_rhat``,
+        ``divergences``, ``wall_seconds`` (the call, warm-up included, compile excluded),
+        ``sampling_chain_seconds``, ``ess_per_chain_second``, ``ess_per_wall_second``, and
+        ``mean_leapfrog`` with ``ms_per_gradient`` (NUTS) or ``ms_per_density`` (Metropolis).
+
+    Raises
+    ------
+    ValueError
+        An unknown variant, naming the known ones.
+    """
+    from ..engines import get_engine
+    from ..engines.programs import select_program
+    from ..samplers.registry import SAMPLERS, run_sampler
+    from ..samplers.stan import fit
+
+    spec = PROGRAM_VARIANTS.get(variant)
+    if spec is None:
+        raise ValueError(f"program variant {variant!r} is unknown; use one of {list(PROGRAM_VARIANTS)}")
+    if isinstance(spec, tuple):
+        parameterization, engine, fused = spec
+        eng = get_engine(engine, verbose=False)
+        eng.compile(select_program(parameterization, eng.name, fused)[0])
+
+        def run() -> Any:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="not keeping the")
+                return fit(dataset, parameterization, engine=engine, fused=fused, seed=seed, draws=draws,
+                           warmup=warmup, keep_b=False, show_progress=show_progress)
+    else:
+        sampler = SAMPLERS[spec]
+        if spec.startswith("nutpie"):
+            run_sampler(sampler, simulate(n=20, eps=0.5, seed=1), seed, show_progress=False, draws=10, warmup=10)
+        extra = {} if sampler.family == "metropolis" else {"draws": draws, "warmup": warmup}
+
+        def run() -> Any:
+            return run_sampler(sampler, dataset, seed, show_progress=show_progress, **extra)
+
+    start = time.perf_counter()
+    idata = run()
+    wall = time.perf_counter() - start
+    st = sampler_stats(idata, ["a", "mu_b", "sigma_b", "eps"])
+    row: dict[str, Any] = dict(
+        N=dataset.n, J=dataset.n_groups, program=idata.attrs.get("program", variant),
+        min_ess_bulk=st["min_ess_bulk"], max_rhat=st["max_rhat"], divergences=st["divergences"],
+        wall_seconds=wall, sampling_chain_seconds=st["sampling_chain_seconds"],
+        ess_per_chain_second=st["min_ess_bulk_per_s"], ess_per_wall_second=st["min_ess_bulk"] / wall)
+    if "n_steps" in idata.sample_stats:
+        steps = float(idata.sample_stats["n_steps"].values.sum())
+        row.update(mean_leapfrog=steps / idata.sample_stats["n_steps"].size,
+                   ms_per_gradient=1e3 * st["sampling_chain_seconds"] / steps if steps else np.nan)
+    else:  # Metropolis: one density evaluation per iteration (kept draws x thin)
+        sampler = SAMPLERS[str(spec)]
+        row.update(ms_per_density=1e3 * st["sampling_chain_seconds"] / (sampler.chains * sampler.draws * sampler.thin))
+    return row
+
+
+def bench_programs(
+    data: Sequence[str] = ("N100", "N1e4", "J100xN1e7"),
+    variants: Sequence[str] | None = None,
+    draws: int = 1000,
+    warmup: int = 1000,
+    seed: int = 1,
+    show_progress: bool = False,
+    log: Callable[[str], None] = lambda line: None,
+) -> pd.DataFrame:
+    """The program-variant table: every variant on every dataset, side by side in one run.
+
+    Parameters
+    ----------
+    data : sequence of str
+        Keys of :data:`PROGRAM_DATA`.
+    variants : sequence of str, optional
+        Keys of :data:`PROGRAM_VARIANTS`; default all (nutpie only where it is installed,
+        CmdStan rows only where CmdStan is).
+    draws, warmup : int
+        NUTS draws and warm-up per chain (4 chains).
+    seed : int
+        Seed of every sampler (the data use seed 3).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per (data, variant), :func:`bench_program`'s numbers; a variant that fails
+        gets its ``error`` instead.
+    """
+    from ..engines import cmdstan_engine
+    from ..samplers.registry import available_samplers
+
+    if variants is None:
+        usable = set(available_samplers())
+        variants = [v for v, spec in PROGRAM_VARIANTS.items()
+                    if (spec in usable if isinstance(spec, str) else spec[1] != "cmdstan" or cmdstan_engine.available()[0])]
+    unknown = [v for v in variants if v not in PROGRAM_VARIANTS]
+    if unknown:
+        raise ValueError(f"program variant(s) {unknown} unknown; use some of {list(PROGRAM_VARIANTS)}")
+    rows = []
+    for key in data:
+        dataset = program_dataset(key)
+        for variant in variants:
+            log(f"bench: {variant} on {key} ...")
+            try:
+                numbers = bench_program(dataset, variant, seed=seed, draws=draws, warmup=warmup,
+                                        show_progress=show_progress)
+            except Exception as err:  # noqa: BLE001 - one row says why, the others still run
+                numbers = {"N": dataset.n, "J": dataset.n_groups, "error": f"{type(err).__name__}: {err}"}
+            rows.append({"data": key, "variant": variant, **numbers})
+        del dataset
+    return pd.DataFrame(rows)
+
+
 def machine_info() -> dict[str, Any]:
     """CPU count, platform and versions: what a benchmark number depends on."""
     import os
@@ -251,6 +417,7 @@ def machine_info() -> dict[str, Any]:
 # -------------------------------------------------------------------------- run
 def run_bench(
     quick: bool = False,
+    large: bool = False,
     samplers: Sequence[str] | None = None,
     seed: int = BENCH_SEED,
     engine: str = "auto",
@@ -262,7 +429,10 @@ def run_bench(
     Parameters
     ----------
     quick : bool
-        About a minute (short runs, small N) instead of about ten.
+        A few minutes (short runs, small N) instead of about fifteen.
+    large : bool
+        Add one slope per point at N = 10^5 to the program-variant table (pure and PyStan
+        rows take minutes each there).
     samplers : sequence of str, optional
         Override the plan's sampler set.
     seed : int
@@ -285,4 +455,7 @@ def run_bench(
                            engine=engine, show_progress=show_progress, log=log)
     scaling = bench_scaling(plan.per_point_n, plan.grouped_n, plan.grouped_j, plan.draws, plan.warmup,
                             seed=seed, engine=engine, show_progress=show_progress, log=log)
-    return BenchResult(table, scaling, machine_info())
+    data = plan.program_data + (("N1e5",) if large and "N1e5" not in plan.program_data else ())
+    programs = bench_programs(data, plan.program_variants, draws=plan.draws, warmup=plan.warmup,
+                              show_progress=show_progress, log=log) if data else pd.DataFrame()
+    return BenchResult(table, scaling, machine_info(), programs)
