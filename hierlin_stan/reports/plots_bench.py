@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
+from matplotlib.ticker import NullFormatter
 
 from .plots import plt
 
@@ -104,7 +106,14 @@ def plot_programs(frame: pd.DataFrame, ax: Sequence[Axes] | None = None) -> Sequ
         speed.set_xscale("log")
         speed.set_yticklabels([])
         speed.set_title("ms per gradient (Metropolis: per density)", fontsize=10, loc="left")
-        for a in (ess, speed):
+        for y, v in enumerate(cost):
+            if np.isfinite(v):
+                speed.annotate(f"{v:.3g}", (v, y), xytext=(3, 0), textcoords="offset points", va="center", fontsize=8)
+        for a, vals in ((ess, values), (speed, cost)):
+            finite = vals[np.isfinite(vals) & (vals > 0)]
+            if len(finite):  # bars grow from a round decade below the smallest, with room for the labels
+                a.set_xlim(10 ** np.floor(np.log10(finite.min())), 10 ** (np.log10(finite.max()) + 0.35))
+            a.xaxis.set_minor_formatter(NullFormatter())
             a.grid(axis="x", which="major", alpha=0.3)
             a.spines[["top", "right"]].set_visible(False)
     return ax
