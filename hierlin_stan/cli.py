@@ -177,7 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     sbc.set_defaults(func=cmd_sbc)
 
     bench = sub.add_parser("bench", help="benchmark: ESS/s per sampler, seconds and ESS/s vs N (table + log-log plots)")
-    bench.add_argument("--quick", action="store_true", help="a few minutes (short runs, small N) instead of ~15")
+    bench.add_argument("--quick", action="store_true", help="a few minutes (short runs, small N) instead of the full plan")
     bench.add_argument("--large", action="store_true",
                        help="add one slope per point at N = 1e5 to the program-variant table (pure rows: minutes)")
     bench.add_argument("--out", default="hierlin_bench", help="output folder (default: hierlin_bench)")

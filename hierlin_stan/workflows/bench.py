@@ -100,7 +100,7 @@ PLANS: dict[str, BenchPlan] = {
         program_variants=("collapsed-fused", "collapsed-pure", "marginal-fused", "marginal-pure",
                           "metropolis-marginal"),
     ),
-    # ~15 minutes on 2 cores (PyMC's Metropolis alone takes ~1.5 min when installed).
+    # The full plan (not timed whole; PyMC's Metropolis alone takes ~1.5 min when installed).
     "default": BenchPlan(
         samplers=None,
         settings={},
@@ -429,7 +429,7 @@ def run_bench(
     Parameters
     ----------
     quick : bool
-        A few minutes (short runs, small N) instead of about fifteen.
+        A few minutes (short runs, small N) instead of the full plan.
     large : bool
         Add one slope per point at N = 10^5 to the program-variant table (pure and PyStan
         rows take minutes each there).
