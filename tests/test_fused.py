@@ -164,18 +164,41 @@ def _jsonable(data: dict) -> dict:
     return {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in data.items()}
 
 
+def _stan_csv_row(point: dict) -> tuple[list[str], list[float]]:
+    """Stan CSV columns (a, beta.1, L_Omega.2.1, ... column-major) and values of one constrained point."""
+    names, values = [], []
+    for name, value in point.items():
+        arr = np.asarray(value, dtype=float)
+        for idx in np.ndindex(*arr.shape[::-1]):
+            idx = idx[::-1]
+            names.append(name + "".join(f".{k + 1}" for k in idx))
+            values.append(float(arr[idx]))
+    return names, values
+
+
 def log_prob_and_gradient(program: str, data: dict, rows: list[dict], folder) -> tuple[np.ndarray, np.ndarray]:
     """CmdStan's log_prob method (jacobian=True) at many constrained points: lp (n,), gradient (n, dim)."""
     engine = get_engine("cmdstan", verbose=False)
     engine.compile(program)
-    cols = list(rows[0])
     path = folder / f"{program}.csv"
     with open(path, "w") as fh:
-        fh.write(",".join(["lp__", *cols]) + "\n")
-        for r in rows:
-            fh.write(",".join(["0", *(repr(float(r[c])) for c in cols)]) + "\n")
+        for k, point in enumerate(rows):
+            names, values = _stan_csv_row(point)
+            if k == 0:
+                fh.write(",".join(["lp__", *names]) + "\n")
+            fh.write(",".join(["0", *(repr(v) for v in values)]) + "\n")
     frame = engine._models[program].log_prob(str(path), _jsonable(data), jacobian=True, sig_figs=18)
     return frame["lp__"].to_numpy(), frame[[c for c in frame.columns if c.startswith("g_")]].to_numpy()
+
+
+def check_fused_equals_pure(pure: str, data: dict, rows: list[dict], folder, dim: int, rel: float = REL,
+                            what=()) -> int:
+    """lp and gradient of ``pure`` and its ``_fused`` twin at ``rows`` agree (:func:`assert_close`); returns len(rows)."""
+    lp_p, g_p = log_prob_and_gradient(pure, data, rows, folder)
+    lp_f, g_f = log_prob_and_gradient(f"{pure}_fused", data, rows, folder)
+    assert np.all(np.isfinite(lp_p)) and g_p.shape == (len(rows), dim), what
+    assert_close(lp_p, lp_f, g_p, g_f, rel=rel, what=what)
+    return len(rows)
 
 
 def assert_close(lp_pure, lp_fused, g_pure=None, g_fused=None, rel=REL, what=""):
@@ -199,11 +222,8 @@ def test_fused_equals_pure_value_and_gradient(kind, tmp_path):
         for preset in ("notebook", "weakly_informative"):
             data = ds.to_stan_data(kind, resolve_priors(preset).to_stan_data(), write_b=False)
             rows = _points(rng, 10, kind, data)
-            lp_p, g_p = log_prob_and_gradient(kind, data, rows, tmp_path)
-            lp_f, g_f = log_prob_and_gradient(f"{kind}_fused", data, rows, tmp_path)
-            assert np.all(np.isfinite(lp_p)) and g_p.shape == (len(rows), 4 if kind == "marginal" else 2)
-            assert_close(lp_p, lp_f, g_p, g_f, what=(kind, name, preset))
-            total += len(rows)
+            total += check_fused_equals_pure(kind, data, rows, tmp_path, 4 if kind == "marginal" else 2,
+                                             what=(kind, name, preset))
     assert total >= 100
 
 

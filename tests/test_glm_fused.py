@@ -25,7 +25,8 @@ from hierlin_stan.model.glm import design
 from hierlin_stan.samplers.glm_logdensity import GLMTarget
 from hierlin_stan.samplers.stan_glm import glm_priors, stan_data
 from tests.conftest import requires_cmdstan
-from tests.test_fused import assert_close
+from tests.test_fused import assert_close, check_fused_equals_pure
+from tests.test_glm_logdensity import _frame, _points
 
 REL = 1e-10
 PRIORS = {"beta": "normal(0, 5)", "beta[x1]": "normal(1, 2)", "tau": "halfnormal(2)",
@@ -38,72 +39,19 @@ CASES = {  # id: (formula, priors, noise sd)
     "q1-slope": ("y ~ 1 + x1 + (0 + x1 | g)", {"beta": "normal(0, 5)", "tau": "halfstudent_t(4, 1.5)"}, 0.3),
     "q2-uniform-scales": ("y ~ x1 + (1 + x1 | g)", UNIFORM, 0.3),
     "q2-no-common-terms": ("y ~ 0 + (1 + x1 | g)", {"tau": "halfnormal(2)", "sigma": "halfnormal(1)"}, 0.3),
-    "q2-exact-fit": ("y ~ x1 + (1 + x1 | g)", PRIORS, 0.0),
+    "q2-exact-fit": ("y ~ x1 + x2 + (1 + x1 | g)", PRIORS, 0.0),
 }
 
 
-def _frame(sizes, noise, seed=0):
-    """Groups of the given sizes (one-point groups included); group 'g1' has x1 = 0 throughout."""
-    rng = np.random.default_rng(seed)
-    labels = np.array([f"g{k}" for k in range(len(sizes))])
-    g = np.repeat(labels, sizes)
-    x1 = rng.normal(size=g.size)
-    x2 = rng.uniform(-1, 2, size=g.size)
-    x1[g == labels[1]] = 0.0
-    codes = np.repeat(np.arange(len(sizes)), sizes)
-    u = rng.normal(size=(len(sizes), 2))
-    y = 1.0 + 0.5 * x1 - x2 + u[codes, 0] + u[codes, 1] * x1 + noise * rng.normal(size=g.size)
-    return pd.DataFrame({"y": y, "x1": x1, "x2": x2, "g": g})
-
-
 SIZES = [1, 4, 6, 1, 3, 8, 2, 5, 1, 7, 3, 2]
+#: log sigma of every third point: sigma ~ 1e-6
+SMALL_SIGMA = (-14.5, -13.0)
 
 
 def _case(case):
     formula, priors, noise = CASES[case]
-    d = design(_frame(SIZES, noise, seed=7), formula)
+    d = design(_frame(SIZES, seed=7, noise=noise, x2_slopes=False), formula)
     return d, glm_priors(d, priors)
-
-
-def _points(target, n, seed):
-    """Unconstrained points: uniform(-2.5, 2.5); every third with sigma ~ 1e-6 (its log in [-14.5, -13])."""
-    rng = np.random.default_rng(seed)
-    theta = rng.uniform(-2.5, 2.5, size=(n, target.dim))
-    i = target.names.index("sigma")
-    theta[::3, i] = rng.uniform(-14.5, -13.0, size=theta[::3].shape[0])
-    return theta
-
-
-def _stan_csv_row(point: dict) -> tuple[list[str], list[float]]:
-    """Stan CSV columns (beta.1, L_Omega.2.1, ... column-major) and values of one constrained point."""
-    names, values = [], []
-    for name, value in point.items():
-        arr = np.asarray(value, dtype=float)
-        if arr.ndim == 0:
-            names.append(name)
-            values.append(float(arr))
-            continue
-        for idx in np.ndindex(*arr.shape[::-1]):
-            idx = idx[::-1]
-            names.append(name + "." + ".".join(str(k + 1) for k in idx))
-            values.append(float(arr[idx]))
-    return names, values
-
-
-def log_prob_and_gradient(program: str, data: dict, points: list[dict], folder) -> tuple[np.ndarray, np.ndarray]:
-    """CmdStan's log_prob method (jacobian=True) at many constrained points: lp (n,), gradient (n, dim)."""
-    engine = get_engine("cmdstan", verbose=False)
-    engine.compile(program)
-    path = folder / f"{program}.csv"
-    with open(path, "w") as fh:
-        for k, point in enumerate(points):
-            names, values = _stan_csv_row(point)
-            if k == 0:
-                fh.write(",".join(["lp__", *names]) + "\n")
-            fh.write(",".join(["0", *(repr(v) for v in values)]) + "\n")
-    jdata = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in data.items()}
-    frame = engine._models[program].log_prob(str(path), jdata, jacobian=True, sig_figs=18)
-    return frame["lp__"].to_numpy(), frame[[c for c in frame.columns if c.startswith("g_")]].to_numpy()
 
 
 @requires_cmdstan
@@ -115,14 +63,10 @@ def test_fused_equals_pure_value_and_gradient(kind, tmp_path):
     for case in CASES:
         d, pr = _case(case)
         target = GLMTarget(d, kind, pr)
-        theta = _points(target, 16, seed=zlib.crc32(f"fused/{case}/{kind}".encode()))
+        theta = _points(target, 16, seed=zlib.crc32(f"fused/{case}/{kind}".encode()), small_sigma=SMALL_SIGMA)
         points = target.stan_parameters(theta)
         data = stan_data(d, pr, kind, write_u=False)
-        lp_p, g_p = log_prob_and_gradient(f"glm_{kind}", data, points, tmp_path)
-        lp_f, g_f = log_prob_and_gradient(f"glm_{kind}_fused", data, points, tmp_path)
-        assert np.all(np.isfinite(lp_p)) and g_p.shape == (len(points), target.dim), case
-        assert_close(lp_p, lp_f, g_p, g_f, rel=REL, what=(kind, case))
-        total += len(points)
+        total += check_fused_equals_pure(f"glm_{kind}", data, points, tmp_path, target.dim, what=(kind, case))
     assert total >= 100
 
 
@@ -135,7 +79,7 @@ def test_pystan_pure_equals_cmdstan_fused(kind):
     for case in ("q2-correlated", "q1"):
         d, pr = _case(case)
         target = GLMTarget(d, kind, pr)
-        theta = _points(target, 6, seed=zlib.crc32(f"pystan/{case}/{kind}".encode()))
+        theta = _points(target, 6, seed=zlib.crc32(f"pystan/{case}/{kind}".encode()), small_sigma=SMALL_SIGMA)
         data = stan_data(d, pr, kind, write_u=False)
         points = target.stan_parameters(theta)
         assert_close(pystan.log_density_many(f"glm_{kind}", data, points),
@@ -146,7 +90,7 @@ def test_pystan_pure_equals_cmdstan_fused(kind):
 @pytest.mark.requires_cmdstan
 @pytest.mark.slow
 def test_fits_run_the_fused_twin_same_draws_same_posterior():
-    frame = _frame([6] * 30, 0.4, seed=3)
+    frame = _frame([6] * 30, seed=3, noise=0.4)
     kw = dict(formula="y ~ x1 + (1 + x1 | g)", engine="cmdstan", chains=2, draws=500, warmup=500, seed=5,
               show_progress=False, log_likelihood=False)
     fused = hs.fit(frame, **kw)
@@ -178,7 +122,7 @@ def test_exact_draws_follow_their_conditionals(engine_name, kind):
     from hierlin_stan.model.glm_density import beta_conditional, u_conditional
 
     for formula in ("y ~ x1 + (1 + x1 | g)", "y ~ x1 + x2 + (1 | g)"):
-        frame = _frame(SIZES * 2, 0.3, seed=11)
+        frame = _frame(SIZES * 2, seed=11)
         idata = hs.fit(frame, formula=formula, parameterization=kind, engine=engine_name, chains=2, draws=150,
                        warmup=150, seed=4, keep_b=True, show_progress=False, log_likelihood=False)
         d = design(frame, formula)

@@ -48,8 +48,11 @@ CASES = {  # id: (formula, priors)
 N_POINTS = 100
 
 
-def _frame(sizes, seed=0):
-    """Rows for groups of the given sizes (one-point groups included); group 'g1' has x1 = 0 throughout."""
+def _frame(sizes, seed=0, noise=0.3, x2_slopes=True):
+    """Rows for groups of the given sizes (one-point groups included); group 'g1' has x1 = 0 throughout.
+
+    y has group intercepts, x1 slopes and (``x2_slopes``) x2 slopes, plus normal noise of sd ``noise``.
+    """
     rng = np.random.default_rng(seed)
     labels = np.array([f"g{k}" for k in range(len(sizes))])
     g = np.repeat(labels, sizes)
@@ -58,7 +61,8 @@ def _frame(sizes, seed=0):
     x1[g == labels[1]] = 0.0
     codes = np.repeat(np.arange(len(sizes)), sizes)
     u = rng.normal(size=(len(sizes), 3))
-    y = 1.0 + 0.5 * x1 - x2 + u[codes, 0] + u[codes, 1] * x1 + u[codes, 2] * x2 + 0.3 * rng.normal(size=g.size)
+    y = (1.0 + 0.5 * x1 - x2 + u[codes, 0] + u[codes, 1] * x1 + x2_slopes * u[codes, 2] * x2
+         + noise * rng.normal(size=g.size))
     return pd.DataFrame({"y": y, "x1": x1, "x2": x2, "g": g})
 
 
@@ -68,12 +72,12 @@ def _design(case):
     return d, glm_priors(d, priors)
 
 
-def _points(target, n, seed):
-    """Unconstrained points: uniform(-2.5, 2.5), every third with a small sigma (down to ~1e-3)."""
+def _points(target, n, seed, small_sigma=(-7.0, -2.0)):
+    """Unconstrained points: uniform(-2.5, 2.5), every third with a small sigma (its log in ``small_sigma``)."""
     rng = np.random.default_rng(seed)
     theta = rng.uniform(-2.5, 2.5, size=(n, target.dim))
     i = target.names.index("sigma")
-    theta[::3, i] = rng.uniform(-7.0, -2.0, size=theta[::3].shape[0])
+    theta[::3, i] = rng.uniform(*small_sigma, size=theta[::3].shape[0])
     return theta
 
 
