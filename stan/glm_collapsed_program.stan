@@ -23,8 +23,8 @@ model {
                                        FE1, FE2, FE3, EE1, EE2, EE3, C2, beta_star, rss_min, beta_loc,
                                        beta_scale);
   } else {
-    target += glm_collapsed_ll(glm_sigma_factor(tau, L_Omega, correlated), sigma, N, M, e_star, F, C2,
-                               beta_star, rss_min, beta_loc, beta_scale);
+    target += hierlin_glm_collapsed_loop_ll(glm_sigma_factor(tau, L_Omega, correlated), sigma, N, M, e_star, F,
+                                            C2, beta_star, rss_min, beta_loc, beta_scale);
   }
 }
 generated quantities {

@@ -24,8 +24,8 @@ model {
                                       sigma, N, m2, e1, e2, F1, F2, MA11, MA12, MA22, detM2, C2, beta_star,
                                       rss_min);
   } else {
-    target += glm_marginal_ll(beta, glm_sigma_factor(tau, L_Omega, correlated), sigma, N, M, e_star, F,
-                              C2, beta_star, rss_min);
+    target += hierlin_glm_marginal_loop_ll(beta, glm_sigma_factor(tau, L_Omega, correlated), sigma, N, M, e_star,
+                                           F, C2, beta_star, rss_min);
   }
 }
 generated quantities {

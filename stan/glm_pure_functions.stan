@@ -56,3 +56,15 @@
     return -0.5 * (N * log(2 * pi()) + logdet + 2 * sum(log(diagonal(LP))) + rss_min / s2 + q0
                    - dot_self(w));
   }
+  // Any other number of group terms (three or more, or none): the block form group by group
+  // (glm_loop_functions.stan); L is glm_sigma_factor.
+  real hierlin_glm_marginal_loop_ll(vector beta, matrix L, real sigma, int N, data array[] matrix M,
+                                    data array[] vector e_star, data array[] matrix F, data matrix C2,
+                                    data vector beta_star, data real rss_min) {
+    return glm_marginal_ll(beta, L, sigma, N, M, e_star, F, C2, beta_star, rss_min);
+  }
+  real hierlin_glm_collapsed_loop_ll(matrix L, real sigma, int N, data array[] matrix M, data array[] vector e_star,
+                                     data array[] matrix F, data matrix C2, data vector beta_star, data real rss_min,
+                                     data vector beta_loc, data vector beta_scale) {
+    return glm_collapsed_ll(L, sigma, N, M, e_star, F, C2, beta_star, rss_min, beta_loc, beta_scale);
+  }

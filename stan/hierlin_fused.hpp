@@ -5,8 +5,9 @@
 // (marginal.stan, collapsed.stan: the notebook's model) define the same functions, with the
 // same signatures, in Stan. Tests hold both equal (value and gradient, 1e-10 relative).
 // The formula programs glm_marginal_fused.stan / glm_collapsed_fused.stan declare
-// hierlin_glm_marginal_ll / hierlin_glm_collapsed_ll (one or two group terms, any number of
-// common terms); their pure twins define them in glm_pure_functions.stan.
+// hierlin_glm_marginal_ll / hierlin_glm_collapsed_ll (one or two group terms, vectorised) and
+// hierlin_glm_*_loop_ll (any other number, group by group); their pure twins define them in
+// glm_pure_functions.stan.
 //
 // How CmdStan uses this file: cmdstanpy's user_header= compiles the model with
 // `-include <this file>`, i.e. BEFORE the generated model code. The first line includes
@@ -467,10 +468,108 @@ inline double glm_collapsed_kernel(const GlmBlocks& D, const Eigen::VectorXd& sv
   return val;
 }
 
+// ---------------------------------------------------- the general model, any number of group terms
+// The block form, one group at a time (glm_loop_functions.stan): A_j = s2 I + B B', B = M_j L with Sigma = L L'
+// (L: glm_sigma_factor, q x q). With G_j = A_j^-1 - A_j^-1 W_j A_j^-1 (W_j as above) the gradient is
+//   d/d s2 = sum_j tr G_j (+ the s2 terms outside the groups),  d/d L = 2 (sum_j M_j' G_j M_j) L
+// (L treated as a general matrix, as Stan's autodiff of M_j * L treats it). Used for three or more group
+// terms and for none (q = 0); one and two run the vectorised kernels above.
+template <typename AM, typename AE, typename AF>
+inline double glm_marginal_loop_kernel(const AM& M, const AE& E, const AF& F, const Eigen::VectorXd& beta,
+                                       const Eigen::MatrixXd& L, double sigma, int N, const MapM& C2,
+                                       const MapV& beta_star, double rss_min, Eigen::VectorXd& gb,
+                                       Eigen::MatrixXd& gL, double& gsig) {
+  const Eigen::Index J = static_cast<Eigen::Index>(M.size()), q = L.cols(), p = beta.size();
+  const double s2 = sigma * sigma;
+  const Eigen::VectorXd delta = beta - beta_star;
+  const Eigen::MatrixXd I = Eigen::MatrixXd::Identity(q, q);
+  Eigen::MatrixXd H = Eigen::MatrixXd::Zero(q, q);
+  gb = Eigen::VectorXd::Zero(p);
+  double logdet = 0, quad = 0, trG = 0;
+  for (Eigen::Index j = 0; j < (q > 0 ? J : 0); ++j) {
+    const Eigen::MatrixXd B = M[j] * L;
+    Eigen::MatrixXd A = B * B.transpose();
+    A.diagonal().array() += s2;
+    const Eigen::LLT<Eigen::MatrixXd> llt(A);
+    if (llt.info() != Eigen::Success) reject("hierlin glm marginal: A_j is not positive definite");
+    const Eigen::VectorXd d = E[j] - F[j] * delta;
+    const Eigen::VectorXd v = llt.solve(d);
+    logdet += 2 * llt.matrixLLT().diagonal().array().log().sum();
+    quad += d.dot(v);
+    const Eigen::MatrixXd G = llt.solve(I) - v * v.transpose();
+    trG += G.trace();
+    H.noalias() += M[j].transpose() * G * M[j];
+    gb.noalias() += F[j].transpose() * v;
+  }
+  const Eigen::VectorXd C2d = C2 * delta;
+  const double rss = rss_min + delta.dot(C2d);
+  const double val = -0.5 * (N * LOG_2PI + (N - J * q) * std::log(s2) + logdet + quad + rss / s2);
+  gb -= C2d / s2;
+  gsig = -sigma * ((N - J * q) / s2 - rss / (s2 * s2) + trG);
+  gL = -H * L;
+  return val;
+}
+
+template <typename AM, typename AE, typename AF>
+inline double glm_collapsed_loop_kernel(const AM& M, const AE& E, const AF& F, const Eigen::MatrixXd& L,
+                                        double sigma, int N, const MapM& C2, const MapV& beta_star, double rss_min,
+                                        const MapV& beta_loc, const MapV& beta_scale, Eigen::MatrixXd& gL,
+                                        double& gsig) {
+  const Eigen::Index J = static_cast<Eigen::Index>(M.size()), q = L.cols(), p = beta_star.size();
+  const Eigen::Index groups = q > 0 ? J : 0;
+  const double s2 = sigma * sigma;
+  const Eigen::MatrixXd I = Eigen::MatrixXd::Identity(q, q);
+  const Eigen::VectorXd prec = beta_scale.cwiseAbs2().cwiseInverse();
+  Eigen::MatrixXd P = C2 / s2;
+  P.diagonal() += prec;
+  Eigen::VectorXd g = (beta_loc - beta_star).cwiseProduct(prec);
+  std::vector<Eigen::MatrixXd> Ainv(groups);
+  double logdetA = 0;
+  for (Eigen::Index j = 0; j < groups; ++j) {
+    const Eigen::MatrixXd B = M[j] * L;
+    Eigen::MatrixXd A = B * B.transpose();
+    A.diagonal().array() += s2;
+    const Eigen::LLT<Eigen::MatrixXd> llt(A);
+    if (llt.info() != Eigen::Success) reject("hierlin glm collapsed: A_j is not positive definite");
+    logdetA += 2 * llt.matrixLLT().diagonal().array().log().sum();
+    Ainv[j] = llt.solve(I);
+    const Eigen::MatrixXd AF_j = Ainv[j] * F[j];
+    P.noalias() += F[j].transpose() * AF_j;
+    g.noalias() += AF_j.transpose() * E[j];
+  }
+  if (!P.allFinite()) reject("hierlin glm collapsed: P is not finite (tau or sigma too far out)");
+  const Eigen::LLT<Eigen::MatrixXd> lltP(P);
+  if (lltP.info() != Eigen::Success || !(lltP.matrixLLT().diagonal().array() > 0).all())
+    reject("hierlin glm collapsed: P is not positive definite");
+  const Eigen::VectorXd m = lltP.solve(g);
+  const Eigen::MatrixXd V = lltP.solve(Eigen::MatrixXd::Identity(p, p));
+  const double logdetP = 2 * lltP.matrixLLT().diagonal().array().log().sum();
+  Eigen::MatrixXd H = Eigen::MatrixXd::Zero(q, q);
+  double Q = 0, trG = 0;
+  for (Eigen::Index j = 0; j < groups; ++j) {
+    const Eigen::VectorXd r = E[j] - F[j] * m;
+    const Eigen::VectorXd ar = Ainv[j] * r;
+    const Eigen::MatrixXd AF_j = Ainv[j] * F[j];
+    Q += r.dot(ar);
+    const Eigen::MatrixXd G = Ainv[j] - AF_j * V * AF_j.transpose() - ar * ar.transpose();
+    trG += G.trace();
+    H.noalias() += M[j].transpose() * G * M[j];
+  }
+  const Eigen::VectorXd C2m = C2 * m;
+  const double mC2m = m.dot(C2m);
+  Q += mC2m / s2 + ((m - (beta_loc - beta_star)).array() / beta_scale.array()).square().sum();
+  const double val = -0.5 * (N * LOG_2PI + (N - J * q) * std::log(s2) + 2 * beta_scale.array().log().sum()
+                             + logdetA + logdetP + rss_min / s2 + Q);
+  const double trVC2 = (V.array() * C2.array()).sum();
+  gsig = -sigma * ((N - J * q) / s2 - (rss_min + trVC2 + mC2m) / (s2 * s2) + trG);
+  gL = -H * L;
+  return val;
+}
+
 template <typename T, typename G>
 inline void add_adj(T& x, double adj, const G& g) {
   if constexpr (stan::is_var<stan::value_type_t<T>>::value) {
-    for (Eigen::Index k = 0; k < g.size(); ++k) x.coeffRef(k).vi_->adj_ += adj * g[k];
+    for (Eigen::Index k = 0; k < g.size(); ++k) x.coeffRef(k).vi_->adj_ += adj * g.coeff(k);
   }
 }
 
@@ -614,6 +713,67 @@ inline hierlin_fused::ret_t<TV, TD, TS> hierlin_glm_collapsed_ll(
       const double adj = vi.adj();
       add_adj(asv, adj, agsv);
       push_adj(sdet, adj, gsdet);
+      push_adj(sigma, adj, gsig);
+    });
+  }
+}
+// real hierlin_glm_marginal_loop_ll(vector beta, matrix L, real sigma, int N, data array[] matrix M,
+//   data array[] vector e_star, data array[] matrix F, data matrix C2, data vector beta_star, data real rss_min)
+template <typename TB, typename TL, typename TS, typename AM, typename AE, typename AF, typename M6, typename V5>
+inline hierlin_fused::ret_t<TB, TL, TS> hierlin_glm_marginal_loop_ll(const TB& beta, const TL& L, const TS& sigma,
+                                                                     int N, const AM& M, const AE& e_star,
+                                                                     const AF& F, const M6& C2, const V5& beta_star,
+                                                                     double rss_min, std::ostream* pstream__) {
+  using namespace hierlin_fused;
+  using stan::math::value_of;
+  const Eigen::VectorXd b = value_of(beta);
+  const Eigen::MatrixXd l = value_of(L);
+  Eigen::VectorXd gb;
+  Eigen::MatrixXd gL;
+  double gsig;
+  const double val = glm_marginal_loop_kernel(M, e_star, F, b, l, value_of(sigma), N, as_mat(C2), as_vec(beta_star),
+                                              rss_min, gb, gL, gsig);
+  if constexpr (!stan::is_var<ret_t<TB, TL, TS>>::value) {
+    return val;
+  } else {
+    stan::arena_t<TB> ab = beta;
+    stan::arena_t<TL> aL = L;
+    stan::arena_t<Eigen::VectorXd> agb = gb;
+    stan::arena_t<Eigen::MatrixXd> agL = gL;
+    return stan::math::make_callback_var(val, [ab, aL, sigma, agb, agL, gsig](auto& vi) mutable {
+      const double adj = vi.adj();
+      add_adj(ab, adj, agb);
+      add_adj(aL, adj, agL);
+      push_adj(sigma, adj, gsig);
+    });
+  }
+}
+
+// real hierlin_glm_collapsed_loop_ll(matrix L, real sigma, int N, data array[] matrix M, data array[] vector e_star,
+//   data array[] matrix F, data matrix C2, data vector beta_star, data real rss_min, data vector beta_loc,
+//   data vector beta_scale)
+template <typename TL, typename TS, typename AM, typename AE, typename AF, typename M6, typename V5, typename V6,
+          typename V7>
+inline hierlin_fused::ret_t<TL, TS> hierlin_glm_collapsed_loop_ll(const TL& L, const TS& sigma, int N, const AM& M,
+                                                                  const AE& e_star, const AF& F, const M6& C2,
+                                                                  const V5& beta_star, double rss_min,
+                                                                  const V6& beta_loc, const V7& beta_scale,
+                                                                  std::ostream* pstream__) {
+  using namespace hierlin_fused;
+  using stan::math::value_of;
+  const Eigen::MatrixXd l = value_of(L);
+  Eigen::MatrixXd gL;
+  double gsig;
+  const double val = glm_collapsed_loop_kernel(M, e_star, F, l, value_of(sigma), N, as_mat(C2), as_vec(beta_star),
+                                               rss_min, as_vec(beta_loc), as_vec(beta_scale), gL, gsig);
+  if constexpr (!stan::is_var<ret_t<TL, TS>>::value) {
+    return val;
+  } else {
+    stan::arena_t<TL> aL = L;
+    stan::arena_t<Eigen::MatrixXd> agL = gL;
+    return stan::math::make_callback_var(val, [aL, sigma, agL, gsig](auto& vi) mutable {
+      const double adj = vi.adj();
+      add_adj(aL, adj, agL);
       push_adj(sigma, adj, gsig);
     });
   }

@@ -1,14 +1,14 @@
 """The formula programs' fused C++ likelihoods (glm_*_fused.stan + hierlin_fused.hpp) = the pure Stan ones.
 
 * lp__ and its gradient through CmdStan's log_prob method (jacobian=True), 1e-10 relative,
-  at >= 100 random unconstrained points per program: one and two group terms (correlated,
-  independent), uniform scale priors (the bounded transform), no common terms (p = 0), a
+  at >= 100 random unconstrained points per program: one, two and three group terms
+  (correlated, independent; three run group by group) and none, uniform scale priors (the
+  bounded transform), no common terms (p = 0), a
   group with an all-zero group column (rank-deficient block), one-point groups, data that
   fit exactly, and every third point with sigma ~ 1e-6.
 * PyStan (pure program) and CmdStan (fused) give the same lp to 1e-12 relative.
-* A fit on CmdStan runs the fused twin for q <= 2 (attrs say so) and the pure program for
-  q = 3; same seed, same variant: the same draws; fused and pure posteriors agree within
-  4 combined MCSE.
+* A fit on CmdStan runs the fused twin (attrs say so), also for q = 3; same seed, same
+  variant: the same draws; fused and pure posteriors agree within 4 combined MCSE.
 """
 
 from __future__ import annotations
@@ -40,6 +40,9 @@ CASES = {  # id: (formula, priors, noise sd)
     "q2-uniform-scales": ("y ~ x1 + (1 + x1 | g)", UNIFORM, 0.3),
     "q2-no-common-terms": ("y ~ 0 + (1 + x1 | g)", {"tau": "halfnormal(2)", "sigma": "halfnormal(1)"}, 0.3),
     "q2-exact-fit": ("y ~ x1 + x2 + (1 + x1 | g)", PRIORS, 0.0),
+    "q3-correlated": ("y ~ x1 + (1 + x1 + x2 | g)", PRIORS, 0.3),
+    "q3-independent": ("y ~ x1 + x2 + (1 + x1 + x2 || g)", UNIFORM, 0.3),
+    "q0-no-group-terms": ("y ~ x1 + x2", {"beta": "normal(0, 5)", "sigma": "halfnormal(1)"}, 0.3),
 }
 
 
@@ -76,7 +79,7 @@ def test_fused_equals_pure_value_and_gradient(kind, tmp_path):
 @pytest.mark.parametrize("kind", ["marginal", "collapsed"])
 def test_pystan_pure_equals_cmdstan_fused(kind):
     pystan, cmdstan = get_engine("pystan", verbose=False), get_engine("cmdstan", verbose=False)
-    for case in ("q2-correlated", "q1"):
+    for case in ("q2-correlated", "q1", "q3-correlated"):
         d, pr = _case(case)
         target = GLMTarget(d, kind, pr)
         theta = _points(target, 6, seed=zlib.crc32(f"pystan/{case}/{kind}".encode()), small_sigma=SMALL_SIGMA)
@@ -108,9 +111,9 @@ def test_fits_run_the_fused_twin_same_draws_same_posterior():
     assert (z.abs() <= 4).all(), z
     q3 = hs.fit(frame, formula="y ~ x1 + (1 + x1 + x2 | g)", engine="cmdstan", chains=1, draws=50, warmup=50,
                 seed=1, show_progress=False, log_likelihood=False)
-    assert q3.attrs["program"] == "glm_marginal" and q3.attrs["program_variant"] == "pure"
-    with pytest.raises(ValueError, match="one or two group terms"):
-        hs.fit(frame, formula="y ~ x1 + (1 + x1 + x2 | g)", engine="cmdstan", fused=True, show_progress=False)
+    assert q3.attrs["program"] == "glm_marginal_fused" and q3.attrs["program_variant"] == "fused"
+    with pytest.raises(ValueError, match="needs the CmdStan engine"):
+        hs.fit(frame, formula="y ~ x1 + (1 + x1 | g)", engine="pystan", fused=True, show_progress=False)
 
 
 @pytest.mark.slow

@@ -4,8 +4,8 @@ The marginal and collapsed programs (the notebook model's and the formulas') hav
 **fused twin** for CmdStan (:data:`FUSED_TWINS`): the same data, parameters, outputs and
 density, with the likelihood's value and gradient computed in C++ by the user header
 ``hierlin_fused.hpp`` (a pass or two over the group sums instead of one autodiff node per
-element and operation). The formula twins fuse one or two group terms (:data:`FUSED_MAX_Q`);
-with more, they run the same Stan loop as the pure program, so formulas choose the pure one.
+element and operation); the formula twins vectorise one or two group terms and go group by
+group for any other number.
 PyStan (httpstan) cannot compile user headers and runs the pure programs.
 :func:`program_hash` of a fused program covers the header too:
 cmdstanpy does not rebuild a model when only its header changed.
@@ -25,8 +25,6 @@ GLM_PROGRAMS = tuple(f"glm_{name}" for name in GLM_PARAMETERIZATIONS) + ("glm_si
 #: Pure program -> its fused twin (CmdStan only: C++ value and gradient from :data:`FUSED_HEADER`).
 FUSED_TWINS = {"marginal": "marginal_fused", "collapsed": "collapsed_fused",
                "glm_marginal": "glm_marginal_fused", "glm_collapsed": "glm_collapsed_fused"}
-#: Most group terms (q) the formula twins compute in C++.
-FUSED_MAX_Q = 2
 #: The user C++ header of the fused programs (in the ``stan`` folder, shipped in the wheel).
 FUSED_HEADER = "hierlin_fused.hpp"
 PROGRAMS = PARAMETERIZATIONS + ("simulate",) + GLM_PROGRAMS + tuple(FUSED_TWINS.values())

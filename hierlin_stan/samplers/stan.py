@@ -132,7 +132,7 @@ def fit(
         and gradient come from the package's C++ header (same posterior and draws
         distribution, ~5-30x less time per gradient); False: the pure Stan program;
         True: insist on the fused one (an error on PyStan, which cannot compile C++
-        headers). Formulas: fused for one or two group terms (pure Stan beyond).
+        headers); formulas too.
         What ran is in ``idata.attrs["program"]`` and ``["program_variant"]``.
 
     Returns

@@ -26,7 +26,7 @@ import numpy as np
 
 from ..engines import get_engine
 from ..engines.controls import NutsControls
-from ..engines.programs import FUSED_MAX_Q, header_hash, program_key, select_program
+from ..engines.programs import header_hash, program_key, select_program
 from ..model.glm import Design, design
 from ..model.glm_priors import GLMPriors, resolve_glm_priors
 from ..utils.az import az
@@ -99,7 +99,7 @@ def fit_formula(
     (per observation) and ``y_group`` (per group) while each is small. ``fused`` chooses
     the program variant of the marginal and collapsed parameterizations
     (:func:`hierlin_stan.engines.programs.select_program`): None runs the fused C++ twin on
-    CmdStan for one or two group terms, the pure Stan program otherwise.
+    CmdStan, the pure Stan program on PyStan.
     """
     from .log_likelihood import add_log_likelihood, log_likelihood_choice
 
@@ -128,7 +128,7 @@ def fit_formula(
         print("hierlin_stan: priors (defaults are data-scaled):\n  " + prior.describe(d.correlated).replace("\n", "\n  "),
               file=sys.stderr)
     eng = get_engine(engine, verbose=show_progress)
-    program, variant = formula_program(parameterization, eng.name, fused, d)
+    program, variant = select_program(f"glm_{parameterization}", eng.name, fused)
     compile_seconds = eng.compile(program)
     sdata = stan_data(d, prior, parameterization, write_u=keep_u)
     raw = eng.sample(program, sdata, chains=chains, draws=draws, warmup=warmup, seed=seed, thin=thin,
@@ -153,24 +153,6 @@ def fit_formula(
     idata = glm_inference_data(raw.variables, raw.sample_stats, d, prior, {**raw.info, **attrs})
     add_log_likelihood(idata, d, log_likelihood, stacklevel=3)
     return idata
-
-
-def formula_program(parameterization: str, engine: str, fused: bool | None, d: Design) -> tuple[str, str]:
-    """The program that fits ``parameterization`` of design ``d`` on ``engine``, and its variant.
-
-    Raises
-    ------
-    ValueError
-        ``fused=True`` where no fused twin runs: centered / non-centered, PyStan, or more
-        than :data:`FUSED_MAX_Q` group terms (naming which and what to pass instead).
-    """
-    base = f"glm_{parameterization}"
-    if d.q > FUSED_MAX_Q or d.q == 0:
-        if fused:
-            raise ValueError(f"fused=True: the fused formula programs compute one or two group terms in C++, and "
-                             f"this design has {d.q} ({d.group_term_names}); use fused=None or False (pure Stan)")
-        fused = False
-    return select_program(base, engine, fused)
 
 
 def glm_parameters(parameterization: str, d: Design) -> dict[str, tuple[int, ...]]:
