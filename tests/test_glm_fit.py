@@ -32,7 +32,10 @@ def grouped_frame() -> pd.DataFrame:
 def glm_fits(grouped_frame):
     fits = {}
     for par in ("marginal", "collapsed", "centered", "noncentered"):
-        fits[par] = hs.fit(grouped_frame, par, formula=FORMULA, seed=3, show_progress=False)
+        # centered mixes slowly here (bulk-ESS ~150-300 in 4 x 1000, R-hat 1.01-1.03 by seed): 4 x 2000 draws
+        # so that its R-hat and MCSE are trustworthy (measured: R-hat 1.007, ESS 461)
+        fits[par] = hs.fit(grouped_frame, par, formula=FORMULA, seed=3, show_progress=False,
+                           draws=2000 if par == "centered" else 1000)
     return fits
 
 
