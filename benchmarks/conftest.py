@@ -34,6 +34,15 @@ def pytest_addoption(parser):  # noqa: D103
                      help="also run the largest sizes (one slope per point N = 1e5, 1e6; minutes each)")
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config):
+    """Time in one process: pyproject's ``-n 2`` (for ``tests/``) would disable pytest-benchmark.
+
+    Runs before pytest-xdist reads ``-n`` when ``pytest benchmarks/...`` is the command.
+    """
+    config.option.numprocesses = 0
+
+
 def pytest_configure(config):  # noqa: D103
     config.addinivalue_line("markers", "large: largest sizes; run only with --bench-large")
 

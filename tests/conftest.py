@@ -98,7 +98,16 @@ def fit_cache():
 
 @pytest.fixture(autouse=True, scope="session")
 def _isolated_cache(tmp_path_factory):
-    """Keep the package cache of the test run in a temp folder unless the user set one."""
+    """Keep the package cache of the test run in a temp folder unless the user set one.
+
+    Under pytest-xdist every worker uses the same folder (the run's temp root), so each
+    program compiles once; the cache's file locks make that safe.
+    """
     if "HIERLIN_STAN_CACHE" not in os.environ:
-        os.environ["HIERLIN_STAN_CACHE"] = str(tmp_path_factory.mktemp("hierlin_cache"))
+        if os.environ.get("PYTEST_XDIST_WORKER"):
+            folder = tmp_path_factory.getbasetemp().parent / "hierlin_cache"
+            folder.mkdir(exist_ok=True)
+        else:
+            folder = tmp_path_factory.mktemp("hierlin_cache")
+        os.environ["HIERLIN_STAN_CACHE"] = str(folder)
     yield
