@@ -462,7 +462,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     print(result.scaling[["design", "N", "J", "fit_seconds", "min_ess_bulk_per_s"]].to_string(index=False))
     if len(result.programs):
         cols = [c for c in ("data", "variant", "ess_per_chain_second", "ess_per_wall_second", "mean_leapfrog",
-                            "ms_per_gradient", "divergences", "error") if c in result.programs]
+                            "ms_per_gradient", "divergences", "error", "not_run") if c in result.programs]
         print()
         print(result.programs[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     print(f"\nwrote {args.out}/ (samplers.md, scaling.md, programs.md, ess_per_sampler.png, scaling.png, "

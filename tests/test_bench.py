@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+
 import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
@@ -9,6 +13,7 @@ import pytest
 from hierlin_stan import cli
 from hierlin_stan.reports.plots_bench import plot_scaling
 from hierlin_stan.workflows.bench import PLANS
+from tests.conftest import CMDSTAN_OK, no_cmdstan_env
 from tests.test_cli import hierlin
 
 
@@ -54,21 +59,30 @@ def test_bench_quick_writes_table_and_plots(tmp_path):
     assert "error" not in programs or programs["error"].isna().all(), programs.get("error")
     assert list(zip(programs["data"], programs["variant"])) == [(k, v) for k in plan.program_data
                                                                for v in plan.program_variants]
+    # without CmdStan (a user's host), its rows say why they did not run; the others ran
+    not_run = programs["not_run"].notna() if "not_run" in programs else programs["variant"].isna()
+    cmdstan_rows = programs["variant"].str.endswith(("-fused", "-pure"))
+    assert list(not_run) == list(cmdstan_rows & (not CMDSTAN_OK)), programs.get("not_run")
+    if not_run.any():
+        assert programs.loc[not_run, "not_run"].str.contains("needs CmdStan.*hierlin install-cmdstan").all()
+    programs = programs[~not_run]
+    assert len(programs) >= 2  # collapsed-pystan and the Metropolis run everywhere
     for variant, program in zip(programs["variant"], programs["program"]):
         if variant.endswith("-fused"):
             assert program == variant.replace("-fused", "_fused")
-        elif variant.endswith("-pure"):
-            assert program == variant.replace("-pure", "")
+        elif variant.endswith(("-pure", "-pystan")):
+            assert program == variant.rsplit("-", 1)[0]
     assert (programs["ess_per_chain_second"] > 0).all() and (programs["ess_per_wall_second"] > 0).all()
-    nuts = programs["variant"].str.contains("fused|pure")
+    nuts = ~programs["variant"].str.startswith("metropolis")
     assert (programs.loc[nuts, "ms_per_gradient"] > 0).all() and (programs.loc[nuts, "mean_leapfrog"] >= 1).all()
     assert (programs.loc[~nuts, "ms_per_density"] > 0).all()
     # only the final summary: the samplers table (header, index name, a row each), a blank line, the
     # scaling table (header, a row each), a blank line, the programs table (header, a row each), a blank
     # line, where it was written
     lines = run.stdout.splitlines()
-    assert len(lines) == 2 + len(samplers) + 1 + 1 + len(scaling) + 1 + 1 + len(programs) + 1 + 1, run.stdout
-    assert lines[-2 - len(programs) - 1].split()[:2] == ["data", "variant"]
+    rows = len(not_run)
+    assert len(lines) == 2 + len(samplers) + 1 + 1 + len(scaling) + 1 + 1 + rows + 1 + 1, run.stdout
+    assert lines[-2 - rows - 1].split()[:2] == ["data", "variant"]
     assert "min_ess_bulk_per_s" in lines[0] and lines[1].startswith("sampler")
     assert [line.split()[0] for line in lines[2:2 + len(samplers)]] == list(samplers.index)
     assert lines[2 + len(samplers)] == "" and lines[-2] == ""
@@ -144,3 +158,23 @@ def test_bench_programs_names_unknown_variants_and_data():
         bench_programs(["N100"], ["collapsed-fast"])
     with pytest.raises(ValueError, match="'N1e9' is unknown"):
         program_dataset("N1e9")
+
+
+@pytest.mark.slow
+def test_bench_programs_without_cmdstan_says_which_rows_need_it(tmp_path):
+    """On a host whose cmdstanpy finds no CmdStan, CmdStan rows are not run (each says why), the rest run."""
+    code = ("import json\n"
+            "from hierlin_stan.workflows.bench import bench_programs\n"
+            "t = bench_programs(['N100'], ['collapsed-fused', 'marginal-pure', 'metropolis-marginal'])\n"
+            "print(t.to_json(orient='records'))\n")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                         env=no_cmdstan_env(tmp_path), cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-2000:]
+    rows = {r["variant"]: r for r in json.loads(run.stdout.strip().splitlines()[-1])}
+    for variant in ("collapsed-fused", "marginal-pure"):
+        assert rows[variant]["not_run"] == ("needs CmdStan, which cmdstanpy does not find: set $CMDSTAN or run "
+                                            "`hierlin install-cmdstan`"), rows[variant]
+        assert rows[variant].get("ess_per_chain_second") is None
+    assert rows["metropolis-marginal"]["not_run"] is None and rows["metropolis-marginal"]["ess_per_chain_second"] > 0
+    assert rows["metropolis-marginal"].get("error") is None
+

@@ -48,6 +48,7 @@ __all__ = [
     "bench_programs",
     "PROGRAM_DATA",
     "PROGRAM_VARIANTS",
+    "variant_unavailable",
     "run_bench",
 ]
 
@@ -97,8 +98,8 @@ PLANS: dict[str, BenchPlan] = {
         draws=300,
         warmup=300,
         program_data=("N100",),
-        program_variants=("collapsed-fused", "collapsed-pure", "marginal-fused", "marginal-pure",
-                          "metropolis-marginal"),
+        program_variants=("collapsed-fused", "collapsed-pure", "collapsed-pystan", "marginal-fused",
+                          "marginal-pure", "metropolis-marginal"),
     ),
     # The full plan (not timed whole; PyMC's Metropolis alone takes ~1.5 min when installed).
     "default": BenchPlan(
@@ -283,6 +284,30 @@ def program_dataset(key: str, seed: int = 3) -> Dataset:
     return dataset
 
 
+def variant_unavailable(variant: str) -> str | None:
+    """Why program variant ``variant`` cannot run on this machine, or None when it can.
+
+    Raises
+    ------
+    ValueError
+        An unknown variant, naming the known ones.
+    """
+    from ..engines import cmdstan_engine
+    from ..samplers.registry import available_samplers
+
+    spec = PROGRAM_VARIANTS.get(variant)
+    if spec is None:
+        raise ValueError(f"program variant {variant!r} is unknown; use one of {list(PROGRAM_VARIANTS)}")
+    if isinstance(spec, str):
+        if spec in available_samplers():
+            return None
+        return f"needs {spec.split('-')[0]}, not installed here: pip install 'hierlin_stan[pymc]'"
+    if spec[1] == "cmdstan":
+        if not cmdstan_engine.available()[0]:
+            return "needs CmdStan, which cmdstanpy does not find: set $CMDSTAN or run `hierlin install-cmdstan`"
+    return None
+
+
 def bench_program(dataset: Dataset, variant: str, seed: int = 1, draws: int = 1000, warmup: int = 1000,
                   show_progress: bool = False) -> dict[str, Any]:
     """Run one row of the program-variant table on ``dataset`` and measure it.
@@ -365,8 +390,9 @@ def bench_programs(
     data : sequence of str
         Keys of :data:`PROGRAM_DATA`.
     variants : sequence of str, optional
-        Keys of :data:`PROGRAM_VARIANTS`; default all (nutpie only where it is installed,
-        CmdStan rows only where CmdStan is).
+        Keys of :data:`PROGRAM_VARIANTS`; default all. A variant that cannot run here
+        (CmdStan rows without CmdStan, nutpie without the pymc extra) gets a row whose
+        ``not_run`` says why and what to install.
     draws, warmup : int
         NUTS draws and warm-up per chain (4 chains).
     seed : int
@@ -376,22 +402,22 @@ def bench_programs(
     -------
     pandas.DataFrame
         One row per (data, variant), :func:`bench_program`'s numbers; a variant that fails
-        gets its ``error`` instead.
+        gets its ``error`` instead, one that cannot run here its ``not_run``.
     """
-    from ..engines import cmdstan_engine
-    from ..samplers.registry import available_samplers
-
-    if variants is None:
-        usable = set(available_samplers())
-        variants = [v for v, spec in PROGRAM_VARIANTS.items()
-                    if (spec in usable if isinstance(spec, str) else spec[1] != "cmdstan" or cmdstan_engine.available()[0])]
+    variants = list(PROGRAM_VARIANTS) if variants is None else list(variants)
     unknown = [v for v in variants if v not in PROGRAM_VARIANTS]
     if unknown:
         raise ValueError(f"program variant(s) {unknown} unknown; use some of {list(PROGRAM_VARIANTS)}")
+    missing = {v: variant_unavailable(v) for v in variants}
     rows = []
     for key in data:
         dataset = program_dataset(key)
         for variant in variants:
+            if missing[variant]:
+                log(f"bench: {variant} on {key}: not run, {missing[variant]}")
+                rows.append({"data": key, "variant": variant, "N": dataset.n, "J": dataset.n_groups,
+                             "not_run": missing[variant]})
+                continue
             log(f"bench: {variant} on {key} ...")
             try:
                 numbers = bench_program(dataset, variant, seed=seed, draws=draws, warmup=warmup,
@@ -400,7 +426,8 @@ def bench_programs(
                 numbers = {"N": dataset.n, "J": dataset.n_groups, "error": f"{type(err).__name__}: {err}"}
             rows.append({"data": key, "variant": variant, **numbers})
         del dataset
-    return pd.DataFrame(rows)
+    frame = pd.DataFrame(rows)
+    return frame[[c for c in frame.columns if c != "not_run"] + (["not_run"] if "not_run" in frame else [])]
 
 
 def machine_info() -> dict[str, Any]:
