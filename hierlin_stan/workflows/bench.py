@@ -284,6 +284,13 @@ def program_dataset(key: str, seed: int = 3) -> Dataset:
     return dataset
 
 
+def _variant_spec(variant: str) -> tuple[str, str, bool | None] | str:
+    spec = PROGRAM_VARIANTS.get(variant)
+    if spec is None:
+        raise ValueError(f"program variant {variant!r} is unknown; use one of {list(PROGRAM_VARIANTS)}")
+    return spec
+
+
 def variant_unavailable(variant: str) -> str | None:
     """Why program variant ``variant`` cannot run on this machine, or None when it can.
 
@@ -295,9 +302,7 @@ def variant_unavailable(variant: str) -> str | None:
     from ..engines import cmdstan_engine
     from ..samplers.registry import available_samplers
 
-    spec = PROGRAM_VARIANTS.get(variant)
-    if spec is None:
-        raise ValueError(f"program variant {variant!r} is unknown; use one of {list(PROGRAM_VARIANTS)}")
+    spec = _variant_spec(variant)
     if isinstance(spec, str):
         if spec in available_samplers():
             return None
@@ -333,9 +338,7 @@ def bench_program(dataset: Dataset, variant: str, seed: int = 1, draws: int = 10
     from ..samplers.registry import SAMPLERS, run_sampler
     from ..samplers.stan import fit
 
-    spec = PROGRAM_VARIANTS.get(variant)
-    if spec is None:
-        raise ValueError(f"program variant {variant!r} is unknown; use one of {list(PROGRAM_VARIANTS)}")
+    spec = _variant_spec(variant)
     if isinstance(spec, tuple):
         parameterization, engine, fused = spec
         eng = get_engine(engine, verbose=False)
