@@ -60,7 +60,7 @@ def test_bench_quick_writes_table_and_plots(tmp_path):
     assert list(zip(programs["data"], programs["variant"])) == [(k, v) for k in plan.program_data
                                                                for v in plan.program_variants]
     # without CmdStan (a user's host), its rows say why they did not run; the others ran
-    not_run = programs["not_run"].notna() if "not_run" in programs else programs["variant"].isna()
+    not_run = programs["not_run"].notna() if "not_run" in programs else pd.Series(False, index=programs.index)
     cmdstan_rows = programs["variant"].str.endswith(("-fused", "-pure"))
     assert list(not_run) == list(cmdstan_rows & (not CMDSTAN_OK)), programs.get("not_run")
     if not_run.any():

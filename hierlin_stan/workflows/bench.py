@@ -430,7 +430,9 @@ def bench_programs(
             rows.append({"data": key, "variant": variant, **numbers})
         del dataset
     frame = pd.DataFrame(rows)
-    return frame[[c for c in frame.columns if c != "not_run"] + (["not_run"] if "not_run" in frame else [])]
+    if "not_run" in frame:
+        frame["not_run"] = frame.pop("not_run")  # last column: the numbers come first
+    return frame
 
 
 def machine_info() -> dict[str, Any]:
